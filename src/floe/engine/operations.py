@@ -1,0 +1,50 @@
+"""Queueing cluster operations: the only way services hand work to the engine."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from floe.db.base import utcnow
+from floe.db.models import Cluster, Operation
+from floe.services.errors import Conflict
+
+ACTIVE = ("pending", "running")
+IN_PROGRESS = {"create": "CREATE_IN_PROGRESS", "update": "UPDATE_IN_PROGRESS", "delete": "DELETE_IN_PROGRESS"}
+
+
+def active_operation(session: Session, cluster: Cluster) -> Operation | None:
+    return session.scalars(
+        select(Operation).where(Operation.cluster_id == cluster.id, Operation.state.in_(ACTIVE))
+    ).first()
+
+
+def start_operation(session: Session, cluster: Cluster, kind: str, params: dict | None = None) -> Operation:
+    """Queue `kind` for `cluster` and set its *_IN_PROGRESS status.
+
+    One operation per cluster at a time: a second create/update gets Conflict (409).
+    A delete supersedes whatever runs; the worker holding that operation notices at
+    its next step and stops, and the delete cleans up what it left.
+    """
+    current = active_operation(session, cluster)
+    if current is not None:
+        if kind != "delete":
+            raise Conflict(
+                f"cluster {cluster.name} has an operation in progress ({current.kind}, step "
+                f"{current.step or 'queued'}); try again when it has finished"
+            )
+        if current.kind == "delete":
+            return current
+        current.state = "superseded"
+        current.error = "superseded by delete"
+        current.finished_at = utcnow()
+    op = Operation(cluster_id=cluster.id, kind=kind, params=params or {}, state="pending")
+    if kind == "create":
+        op.deadline_at = utcnow() + timedelta(minutes=cluster.create_timeout or 60)
+    session.add(op)
+    cluster.status = IN_PROGRESS[kind]
+    cluster.status_reason = f"{kind} queued"
+    session.flush()
+    return op

@@ -1,0 +1,120 @@
+"""The infra-provider interface: where nodes come from.
+
+A provider turns typed specs into running machines that each run a Docker daemon
+reachable over TLS. Every call is idempotent: calling it again after a crash
+finishes the work or finds it done. Providers know nothing of the database.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the docker SDK is imported lazily by implementations
+    import docker
+
+
+class ProviderError(Exception):
+    """A provider call failed; `temporary` says whether retrying may help."""
+
+    def __init__(self, message: str, temporary: bool = False):
+        super().__init__(message)
+        self.temporary = temporary
+
+
+@dataclass(frozen=True)
+class TLSMaterial:
+    """PEM-encoded CA certificate plus the node's own server certificate and key."""
+
+    ca_pem: str
+    cert_pem: str
+    key_pem: str
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """A cluster network: one bridge on the host, gateway address held by the host."""
+
+    cluster_tag: str  # 8 hex chars carried by every host object of the cluster
+    name: str  # "mgmt" (a "data" network comes later)
+    subnet: str  # e.g. "10.160.1.0/24"
+    gateway: str  # host's address on the bridge, e.g. "10.160.1.1"
+
+
+@dataclass(frozen=True)
+class RegistryInfo:
+    """The image registry every node trusts (and uses as its docker.io mirror)."""
+
+    address: str  # "10.160.0.1:5000"
+    subnet: str  # the infra network nodes get a route to, e.g. "10.160.0.0/24"
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    cluster_tag: str
+    name: str  # hostname, DNS-safe, unique in the cluster (e.g. "c1-manager-0")
+    address: str  # management address on the cluster network
+    network: NetworkSpec
+    docker_pool: str  # a /23 for this node's dockerd: bip = first /24, pools from the second
+    tls: TLSMaterial
+    registry: RegistryInfo | None = None
+    labels: dict[str, str] = field(default_factory=dict)  # dockerd engine labels
+    cpus: float | None = None  # flavor limits, None = unlimited
+    memory_mb: int | None = None
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    name: str
+    address: str
+    running: bool
+    docker_url: str  # what floe itself uses, e.g. "unix:///…/docker.sock"
+    tls_url: str  # what users use, e.g. "tcp://10.160.1.2:2376"
+    pid: int | None = None
+
+
+class InfraProvider(abc.ABC):
+    """Where nodes come from. The local provider (namespaces + dockerd) is the default."""
+
+    name: str = "abstract"
+
+    @abc.abstractmethod
+    def check(self) -> None:
+        """Raise ProviderError with a clear reason if this host cannot run the provider."""
+
+    @abc.abstractmethod
+    def ensure_registry(self) -> RegistryInfo:
+        """Start (or adopt) the image registry and make sure base images are in it."""
+
+    @abc.abstractmethod
+    def ensure_network(self, net: NetworkSpec) -> None:
+        """Create (or adopt) the cluster network."""
+
+    @abc.abstractmethod
+    def delete_network(self, net: NetworkSpec) -> None:
+        """Remove the cluster network; missing is fine."""
+
+    @abc.abstractmethod
+    def start_node(self, spec: NodeSpec) -> NodeInfo:
+        """Start the node, or adopt it if already running; return once dockerd answers."""
+
+    @abc.abstractmethod
+    def node_info(self, cluster_tag: str, name: str) -> NodeInfo | None:
+        """What is on the host for this node, or None if nothing is."""
+
+    @abc.abstractmethod
+    def stop_node(self, cluster_tag: str, name: str) -> None:
+        """Stop the node and remove everything it made on the host; missing is fine."""
+
+    @abc.abstractmethod
+    def docker_client(self, info: NodeInfo) -> docker.DockerClient:
+        """A docker SDK client driving this node's daemon."""
+
+    @abc.abstractmethod
+    def host_cluster_tags(self) -> set[str]:
+        """Tags of every cluster that has anything on this host (for orphan cleanup)."""
+
+    @abc.abstractmethod
+    def purge_cluster(self, cluster_tag: str) -> list[str]:
+        """Remove everything of a cluster on the host, known or not; return what was removed."""
