@@ -33,7 +33,9 @@ def _cert_pem(cert: x509.Certificate) -> str:
 
 
 def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "floe"), x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    return x509.Name(
+        [x509.NameAttribute(NameOID.ORGANIZATION_NAME, "floe"), x509.NameAttribute(NameOID.COMMON_NAME, cn)]
+    )
 
 
 def new_ca(common_name: str) -> tuple[str, str]:
@@ -95,7 +97,9 @@ def _issue(ca_cert_pem, ca_key_pem, subject: x509.Name, public_key, *, server: b
     return _cert_pem(builder.sign(ca_key, hashes.SHA256()))
 
 
-def issue_server_cert(ca_cert_pem: str, ca_key_pem: str, common_name: str, ips: list[str], dns: list[str]) -> tuple[str, str]:
+def issue_server_cert(
+    ca_cert_pem: str, ca_key_pem: str, common_name: str, ips: list[str], dns: list[str]
+) -> tuple[str, str]:
     """A server certificate for a node's dockerd; returns (cert_pem, key_pem)."""
     key = _key()
     cert = _issue(ca_cert_pem, ca_key_pem, _name(common_name), key.public_key(), server=True, ips=ips, dns=dns)

@@ -4,10 +4,10 @@ Revision ID: 0001
 Revises: 
 Create Date: 2026-11-22 02:02:52.667664
 """
-from alembic import op
 import sqlalchemy as sa
-import floe.db.base
+from alembic import op
 
+import floe.db.base
 
 revision = '0001'
 down_revision = None

@@ -1,0 +1,261 @@
+"""Docker Swarm driver: init on the first manager, joins (managers one by one, workers in
+batches), wait until every node is Ready, drain-and-remove on scale-down, health.
+
+Swarm here has no IPVS (see docs): services use `endpoint_mode: dnsrr` and host-mode ports.
+"""
+
+from __future__ import annotations
+
+import time
+
+import docker.errors
+
+from floe.coe.base import ClusterHealth, COEDriver, NodeHealth
+from floe.engine.context import StepContext
+from floe.engine.errors import PermanentError, TemporaryError
+from floe.engine.steps import ClusterRef, NodeRef, Step, load, node_info
+from floe.providers.base import InfraProvider
+
+SWARM_PORT = 2377
+JOIN_BATCH = 8
+POLL = 0.1
+
+
+def _swarm_state(client) -> dict:
+    return client.info().get("Swarm") or {}
+
+
+class SwarmDriver(COEDriver):
+    name = "swarm"
+    coe_names = ("swarm", "swarm-mode")
+
+    def create_steps(self) -> list[Step]:
+        return [
+            Step("swarm_init", self.init, "initialise the swarm on the first manager"),
+            Step("swarm_join", self.join, "join managers and workers"),
+            Step("swarm_ready", self.wait_ready, "wait until every node is Ready"),
+        ]
+
+    def grow_steps(self) -> list[Step]:
+        return [
+            Step("swarm_join", self.join, "join new nodes"),
+            Step("swarm_ready", self.wait_ready, "wait until every node is Ready"),
+        ]
+
+    # --- steps ---------------------------------------------------------------------------
+    def init(self, ctx: StepContext) -> None:
+        cluster, nodes = load(ctx)
+        first = _managers(nodes)[0]
+        client = ctx.docker(node_info(ctx, cluster, first))
+        state = _swarm_state(client)
+        if state.get("LocalNodeState") != "active":
+            try:
+                client.swarm.init(
+                    advertise_addr=first.address,
+                    listen_addr=f"{first.address}:{SWARM_PORT}",
+                    default_addr_pool=[cluster.swarm_pool],
+                    subnet_size=24,
+                )
+            except docker.errors.APIError as exc:
+                raise TemporaryError(f"swarm init on {first.name} failed: {exc.explanation}") from exc
+        client.swarm.reload()
+        tokens = client.swarm.attrs["JoinTokens"]
+        with ctx.session() as s:
+            c = ctx.cluster(s)
+            c.coe_state = {
+                "swarm_id": client.swarm.attrs["ID"],
+                "manager_token": tokens["Manager"],
+                "worker_token": tokens["Worker"],
+            }
+
+    def join(self, ctx: StepContext) -> None:
+        cluster, nodes = load(ctx)
+        with ctx.session() as s:
+            tokens = dict(ctx.cluster(s).coe_state or {})
+        if "worker_token" not in tokens:
+            raise PermanentError("the swarm has no join tokens: it was never initialised")
+        live = [n for n in nodes if n.state != "removing"]
+        managers = _managers(live)
+        remotes = [f"{managers[0].address}:{SWARM_PORT}"]
+        # Raft wants managers added one at a time; workers can join in parallel.
+        for m in managers[1:]:
+            self._join_one(ctx, cluster, m, tokens["manager_token"], remotes)
+        workers = [n for n in live if n.role == "worker"]
+        done = 0
+        for i in range(0, len(workers), JOIN_BATCH):
+            batch = workers[i : i + JOIN_BATCH]
+            ctx.parallel(lambda n: self._join_one(ctx, cluster, n, tokens["worker_token"], remotes), batch)
+            done += len(batch)
+            ctx.progress(f"step {ctx.step}: {done}/{len(workers)} workers joined")
+
+    def _join_one(self, ctx: StepContext, cluster: ClusterRef, node: NodeRef, token: str, remotes: list[str]) -> None:
+        client = ctx.docker(node_info(ctx, cluster, node))
+        state = _swarm_state(client).get("LocalNodeState")
+        if state == "active":
+            return
+        if state in ("error", "locked"):
+            client.swarm.leave(force=True)
+        try:
+            client.swarm.join(
+                remote_addrs=remotes,
+                join_token=token,
+                listen_addr=f"{node.address}:{SWARM_PORT}",
+                advertise_addr=node.address,
+            )
+        except docker.errors.APIError as exc:
+            if "already part of a swarm" in str(exc):
+                return
+            raise TemporaryError(f"{node.name} could not join the swarm: {exc.explanation}") from exc
+
+    def wait_ready(self, ctx: StepContext) -> None:
+        cluster, nodes = load(ctx)
+        live = {n.name: n for n in nodes if n.state != "removing"}
+        manager = self._a_manager(ctx, cluster, nodes)
+        ready: dict[str, str] = {}
+        last_report = 0.0
+        while True:
+            ready.clear()
+            for sn in manager.api.nodes():
+                host = sn["Description"]["Hostname"]
+                if host in live and sn["Status"]["State"] == "ready":
+                    ready[host] = sn["ID"]
+            if len(ready) == len(live):
+                break
+            ctx.check()
+            if time.monotonic() - last_report > 1.0:
+                last_report = time.monotonic()
+                missing = sorted(set(live) - set(ready))
+                waiting = ", ".join(missing[:5])
+                ctx.progress(f"step {ctx.step}: {len(ready)}/{len(live)} nodes Ready (waiting for {waiting})")
+            time.sleep(POLL)
+        self._forget_stale(manager, set(ready.values()), set(live))
+        from floe.db.models import Node  # local import keeps the driver's module graph small
+
+        with ctx.session() as s:
+            for n in s.query(Node).filter(Node.cluster_id == cluster.id, Node.name.in_(list(ready))):
+                n.swarm_node_id = ready[n.name]
+                n.state = "ready"
+                n.health_status = "HEALTHY"
+                n.health_reason = ""
+
+    @staticmethod
+    def _forget_stale(manager, ready_ids: set[str], names: set[str]) -> None:
+        """A node that rejoined after a crash leaves a 'down' twin behind: remove it."""
+        for sn in manager.api.nodes():
+            if sn["ID"] not in ready_ids and sn["Status"]["State"] == "down":
+                if sn["Description"]["Hostname"] in names and sn["Spec"].get("Role") == "worker":
+                    try:
+                        manager.api.remove_node(sn["ID"], force=True)
+                    except docker.errors.APIError:
+                        pass
+
+    def _a_manager(self, ctx: StepContext, cluster: ClusterRef, nodes: list[NodeRef]):
+        errors = []
+        for m in _managers([n for n in nodes if n.state != "removing"]):
+            try:
+                client = ctx.docker(node_info(ctx, cluster, m))
+                if _swarm_state(client).get("ControlAvailable"):
+                    return client
+            except (TemporaryError, docker.errors.DockerException) as exc:
+                errors.append(f"{m.name}: {exc}")
+        raise TemporaryError("no reachable swarm manager" + (f" ({'; '.join(errors)})" if errors else ""))
+
+    def remove_nodes(self, ctx: StepContext, nodes: list[NodeRef]) -> None:
+        cluster, all_nodes = load(ctx)
+        manager = self._a_manager(ctx, cluster, all_nodes)
+        by_host = {sn["Description"]["Hostname"]: sn for sn in manager.api.nodes()}
+
+        def drain(node: NodeRef) -> None:
+            sn = by_host.get(node.name)
+            if sn is None:
+                return
+            spec = dict(sn["Spec"], Availability="drain")
+            try:
+                manager.api.update_node(sn["ID"], sn["Version"]["Index"], spec)
+            except docker.errors.APIError:
+                pass  # already gone or changed: leaving below settles it
+
+        def leave(node: NodeRef) -> None:
+            info = ctx.provider.node_info(cluster.tag, node.name)
+            if info is not None and info.running:
+                try:
+                    ctx.docker(info).swarm.leave(force=True)
+                except docker.errors.APIError:
+                    pass
+
+        ctx.parallel(drain, nodes)
+        self._wait_drained(ctx, manager, [by_host[n.name]["ID"] for n in nodes if n.name in by_host])
+        ctx.parallel(leave, nodes)
+        for n in nodes:
+            sn = by_host.get(n.name)
+            if sn is not None:
+                try:
+                    manager.api.remove_node(sn["ID"], force=True)
+                except docker.errors.NotFound:
+                    pass
+
+    @staticmethod
+    def _wait_drained(ctx: StepContext, manager, node_ids: list[str], limit: float = 30.0) -> None:
+        """Give the swarm a bounded time to move running tasks off draining nodes."""
+        end = time.monotonic() + limit
+        while node_ids and time.monotonic() < end:
+            running = [
+                t for t in manager.api.tasks(filters={"desired-state": "running"})
+                if t.get("NodeID") in node_ids and t.get("Status", {}).get("State") == "running"
+            ]
+            if not running:
+                return
+            ctx.check()
+            time.sleep(0.2)
+
+    # --- health ----------------------------------------------------------------------------
+    def health(self, provider: InfraProvider, cluster_tag: str, nodes: list[NodeRef]) -> ClusterHealth:
+        reports: dict[str, NodeHealth] = {}
+        swarm_nodes = None
+        for m in _managers(nodes):
+            info = provider.node_info(cluster_tag, m.name)
+            if info is None or not info.running:
+                continue
+            try:
+                client = provider.docker_client(info)
+                try:
+                    swarm_nodes = client.api.nodes()
+                finally:
+                    client.close()
+                break
+            except docker.errors.DockerException:
+                continue
+        if swarm_nodes is None:
+            return ClusterHealth(
+                False, [NodeHealth(n.name, False, "no swarm manager answers") for n in nodes],
+                "no swarm manager answers",
+            )
+        state = {}
+        for sn in swarm_nodes:
+            host = sn["Description"]["Hostname"]
+            # Prefer the 'ready' entry if a node has a stale twin.
+            if state.get(host, {}).get("Status", {}).get("State") != "ready":
+                state[host] = sn
+        for n in nodes:
+            sn = state.get(n.name)
+            info = provider.node_info(cluster_tag, n.name)
+            if info is None or not info.running:
+                reports[n.name] = NodeHealth(n.name, False, "node process is not running")
+            elif sn is None:
+                reports[n.name] = NodeHealth(n.name, False, "not a member of the swarm")
+            elif sn["Status"]["State"] != "ready":
+                msg = sn["Status"].get("Message") or sn["Status"]["State"]
+                reports[n.name] = NodeHealth(n.name, False, f"swarm reports {sn['Status']['State']}: {msg}")
+            elif n.role == "manager" and (sn.get("ManagerStatus") or {}).get("Reachability") != "reachable":
+                reports[n.name] = NodeHealth(n.name, False, "manager is not reachable in the raft quorum")
+            else:
+                reports[n.name] = NodeHealth(n.name, True, "")
+        bad = [h for h in reports.values() if not h.healthy]
+        return ClusterHealth(not bad, list(reports.values()), "; ".join(f"{h.name}: {h.reason}" for h in bad))
+
+
+def _managers(nodes: list[NodeRef]) -> list[NodeRef]:
+    managers = sorted((n for n in nodes if n.role == "manager"), key=lambda n: n.index)
+    if not managers:
+        raise PermanentError("the cluster has no manager node")
+    return managers

@@ -1,0 +1,43 @@
+"""The ordered steps of each operation kind (create, update, delete)."""
+
+from __future__ import annotations
+
+from floe.coe.base import COEDriver
+from floe.engine import steps
+from floe.engine.steps import Step
+
+
+def create_pipeline(driver: COEDriver) -> list[Step]:
+    return [
+        Step("plan", steps.plan_create, "plan networks, certificates and nodes"),
+        Step("registry", steps.ensure_registry, "start the image registry"),
+        Step("network", steps.ensure_network, "create the cluster network"),
+        Step("nodes", steps.start_nodes, "start the nodes"),
+        *driver.create_steps(),
+        Step("finish", lambda ctx: steps.finish(ctx, "CREATE_COMPLETE"), "record the cluster's addresses"),
+    ]
+
+
+def update_pipeline(driver: COEDriver) -> list[Step]:
+    return [
+        Step("plan", steps.plan_resize, "plan the resize"),
+        Step("registry", steps.ensure_registry, "start the image registry"),
+        Step("network", steps.ensure_network, "check the cluster network"),
+        Step("nodes", steps.start_nodes, "start new nodes"),
+        *driver.grow_steps(),
+        Step("remove_nodes", steps.remove_marked_nodes, "drain and remove nodes"),
+        Step("finish", lambda ctx: steps.finish(ctx, "UPDATE_COMPLETE"), "record the cluster's addresses"),
+    ]
+
+
+def delete_pipeline(driver: COEDriver) -> list[Step]:
+    return [
+        Step("nodes", steps.delete_nodes, "stop the nodes"),
+        Step("network", steps.delete_network, "delete the cluster network"),
+        Step("purge", steps.purge_host, "remove anything left on the host"),
+        Step("release", steps.release_cluster, "release addresses and forget the cluster"),
+    ]
+
+
+PIPELINES = {"create": create_pipeline, "update": update_pipeline, "delete": delete_pipeline}
+FAILED = {"create": "CREATE_FAILED", "update": "UPDATE_FAILED", "delete": "DELETE_FAILED"}

@@ -1,0 +1,314 @@
+"""The steps every cluster pipeline shares: plan, registry, network, nodes, finish, teardown.
+
+Each step is idempotent: run again after a crash, it finishes its work or finds it done.
+Slow calls (the provider, the docker SDK) run outside any database transaction.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import delete, update
+
+from floe import pki
+from floe.db.models import Cluster, Node
+from floe.engine.context import StepContext
+from floe.engine.errors import PermanentError, TemporaryError
+from floe.providers.base import NetworkSpec, NodeInfo, NodeSpec, ProviderError, RegistryInfo, TLSMaterial
+from floe.services import ipam
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    run: Callable[[StepContext], None]
+    title: str
+
+
+@dataclass(frozen=True)
+class NodeRef:
+    """A plain snapshot of a node row, safe to hand to threads."""
+
+    id: int
+    name: str
+    role: str
+    index: int
+    address: str
+    docker_pool: str
+    state: str
+    swarm_node_id: str | None
+
+    @classmethod
+    def of(cls, n: Node) -> NodeRef:
+        return cls(n.id, n.name, n.role, n.index, n.address or "", n.docker_pool or "", n.state, n.swarm_node_id)
+
+
+@dataclass(frozen=True)
+class ClusterRef:
+    id: int
+    uuid: str
+    name: str
+    tag: str
+    subnet: str
+    swarm_pool: str
+    ca_cert_pem: str
+    ca_key_pem: str
+    labels: dict
+
+    @classmethod
+    def of(cls, c: Cluster) -> ClusterRef:
+        return cls(
+            c.id, c.uuid, c.name, c.host_tag, c.subnet or "", c.swarm_pool or "",
+            c.ca_cert_pem or "", c.ca_key_pem or "", dict(c.labels or {}),
+        )
+
+    def network(self) -> NetworkSpec:
+        net = ipaddress.ip_network(self.subnet)
+        return NetworkSpec(self.tag, "mgmt", self.subnet, str(next(net.hosts())))
+
+
+def load(ctx: StepContext, states: tuple[str, ...] | None = None) -> tuple[ClusterRef, list[NodeRef]]:
+    with ctx.session() as s:
+        c = ctx.cluster(s)
+        return ClusterRef.of(c), [NodeRef.of(n) for n in ctx.nodes(s, states)]
+
+
+def node_info(ctx: StepContext, cluster: ClusterRef, node: NodeRef) -> NodeInfo:
+    info = ctx.provider.node_info(cluster.tag, node.name)
+    if info is None or not info.running:
+        raise TemporaryError(f"node {node.name} is not running", delay=0.5)
+    return info
+
+
+def node_name(cluster_name: str, role: str, index: int) -> str:
+    base = cluster_name[:40].rstrip("-")
+    return f"{base}-{'master' if role == 'manager' else 'node'}-{index}"
+
+
+# --- plan ------------------------------------------------------------------------------
+def plan_nodes(ctx: StepContext, masters: int, workers: int) -> None:
+    """Make sure the cluster has its networks, CA and node rows with addresses (idempotent)."""
+    settings = ctx.runtime.settings
+    with ctx.session() as s:
+        c = ctx.cluster(s)
+        rng = settings.network
+        if c.subnet is None:
+            ipam.ensure_infra(s, rng)
+            (net,) = ipam.allocate(s, rng, ipam.CLUSTER_NET_PREFIX, "cluster-net", c.uuid)
+            (pool,) = ipam.allocate(s, rng, ipam.SWARM_POOL_PREFIX, "swarm-pool", c.uuid)
+            c.subnet, c.swarm_pool = str(net), str(pool)
+        if c.ca_cert_pem is None:
+            c.ca_cert_pem, c.ca_key_pem = pki.new_ca(f"floe cluster {c.name} {c.uuid}")
+        existing = ctx.nodes(s)
+        active = [n for n in existing if n.state != "removing"]
+        want = {"manager": masters, "worker": workers}
+        new: list[Node] = []
+        for role, count in want.items():
+            have = [n for n in active if n.role == role]
+            next_index = max((n.index for n in existing if n.role == role), default=-1) + 1
+            for i in range(count - len(have)):
+                idx = next_index + i
+                new.append(Node(cluster_id=c.id, name=node_name(c.name, role, idx), role=role, index=idx))
+        if not new:
+            return
+        used = {n.address for n in existing}
+        free = (str(a) for a in ipam.host_addresses(ipaddress.ip_network(c.subnet)) if str(a) not in used)
+        pools = ipam.allocate(s, rng, ipam.NODE_POOL_PREFIX, "node-pool", c.uuid, count=len(new))
+        for node, pool in zip(new, pools, strict=True):
+            node.address = next(free, None)
+            if node.address is None:
+                raise PermanentError(f"cluster network {c.subnet} has no free address for {node.name}")
+            node.docker_pool = str(pool)
+            s.add(node)
+
+
+def plan_create(ctx: StepContext) -> None:
+    with ctx.session() as s:
+        c = ctx.cluster(s)
+        masters, workers = c.master_count, c.node_count
+    plan_nodes(ctx, masters, workers)
+
+
+def plan_resize(ctx: StepContext) -> None:
+    """Add node rows for a scale-up, or mark the workers a scale-down removes."""
+    target = int(ctx.params["node_count"])
+    with ctx.session() as s:
+        c = ctx.cluster(s)
+        workers = [n for n in ctx.nodes(s) if n.role == "worker"]
+        keep = [n for n in workers if n.state != "removing"]
+        if len(keep) > target:
+            named = set(ctx.params.get("nodes_to_remove") or [])
+            chosen = [n for n in keep if {n.name, n.uuid, n.swarm_node_id} & named]
+            # Then the newest first, as Magnum does.
+            for n in sorted(keep, key=lambda n: -n.index):
+                if len(chosen) >= len(keep) - target:
+                    break
+                if n not in chosen:
+                    chosen.append(n)
+            for n in chosen[: len(keep) - target]:
+                n.state = "removing"
+        masters = c.master_count
+    plan_nodes(ctx, masters, target)
+
+
+# --- infrastructure ---------------------------------------------------------------------
+def ensure_registry(ctx: StepContext) -> None:
+    try:
+        reg = ctx.provider.ensure_registry()
+    except ProviderError as exc:
+        raise (TemporaryError(str(exc)) if exc.temporary else PermanentError(str(exc))) from exc
+    ctx.save_params(registry={"address": reg.address, "subnet": reg.subnet})
+
+
+def ensure_network(ctx: StepContext) -> None:
+    cluster, _ = load(ctx, ())
+    try:
+        ctx.provider.ensure_network(cluster.network())
+    except ProviderError as exc:
+        raise (TemporaryError(str(exc)) if exc.temporary else PermanentError(str(exc))) from exc
+
+
+def node_spec(ctx: StepContext, cluster: ClusterRef, node: NodeRef) -> NodeSpec:
+    cert, key = pki.issue_server_cert(
+        cluster.ca_cert_pem, cluster.ca_key_pem, node.name, ips=[node.address, "127.0.0.1"],
+        dns=[node.name, "localhost"],
+    )
+    reg = ctx.params.get("registry")
+    return NodeSpec(
+        cluster_tag=cluster.tag,
+        name=node.name,
+        address=node.address,
+        network=cluster.network(),
+        docker_pool=node.docker_pool,
+        tls=TLSMaterial(cluster.ca_cert_pem, cert, key),
+        registry=RegistryInfo(reg["address"], reg["subnet"]) if reg else None,
+        labels={"floe.cluster": cluster.uuid, "floe.role": node.role, "floe.node": node.name},
+    )
+
+
+class _Progress:
+    """Throttled status_reason updates from many threads (one write per 0.5 s at most)."""
+
+    def __init__(self, ctx: StepContext, total: int, text: str):
+        self.ctx, self.total, self.text = ctx, total, text
+        self.done = 0
+        self.last = 0.0
+        self.lock = threading.Lock()
+
+    def tick(self) -> None:
+        with self.lock:
+            self.done += 1
+            now = time.monotonic()
+            if now - self.last < 0.5 and self.done < self.total:
+                return
+            self.last = now
+            done = self.done
+        self.ctx.progress(f"step {self.ctx.step}: {done}/{self.total} {self.text}")
+
+
+def start_nodes(ctx: StepContext) -> None:
+    """Start every node that should run (adopting those already running), in parallel."""
+    cluster, nodes = load(ctx)
+    todo = [n for n in nodes if n.state != "removing"]
+    progress = _Progress(ctx, len(todo), "nodes started")
+
+    def one(node: NodeRef) -> str:
+        try:
+            ctx.provider.start_node(node_spec(ctx, cluster, node))
+        except ProviderError as exc:
+            raise (TemporaryError(str(exc)) if exc.temporary else PermanentError(str(exc))) from exc
+        progress.tick()
+        return node.name
+
+    ctx.parallel(one, todo, limit=16)
+    with ctx.session() as s:
+        s.execute(
+            update(Node)
+            .where(Node.cluster_id == cluster.id, Node.state == "planned")
+            .values(state="started")
+        )
+
+
+def finish(ctx: StepContext, status: str) -> None:
+    """Record addresses and versions; the cluster reaches `status`."""
+    cluster, nodes = load(ctx)
+    managers = [n for n in nodes if n.role == "manager" and n.state != "removing"]
+    workers = [n for n in nodes if n.role == "worker" and n.state != "removing"]
+    version = None
+    if managers:
+        try:
+            version = ctx.docker(node_info(ctx, cluster, managers[0])).version().get("Version")
+        except Exception:  # noqa: BLE001 - the version is informative only
+            version = None
+    with ctx.session() as s:
+        c = ctx.cluster(s)
+        if managers:
+            c.api_address = f"tcp://{managers[0].address}:2376"
+        c.master_addresses = [n.address for n in managers]
+        c.node_addresses = [n.address for n in workers]
+        c.node_count = len(workers)
+        if version:
+            c.coe_version = c.container_version = version
+        c.status = status
+        c.status_reason = f"{ctx.kind} complete: {len(managers)} manager(s), {len(workers)} worker(s) ready"
+        c.health_status = "HEALTHY"
+
+
+# --- teardown ---------------------------------------------------------------------------
+def stop_nodes(ctx: StepContext, nodes: list[NodeRef], tag: str) -> None:
+    progress = _Progress(ctx, len(nodes), "nodes stopped")
+
+    def one(node: NodeRef) -> None:
+        try:
+            ctx.provider.stop_node(tag, node.name)
+        except ProviderError as exc:
+            raise TemporaryError(str(exc)) from exc
+        progress.tick()
+
+    ctx.parallel(one, nodes, limit=16)
+
+
+def remove_marked_nodes(ctx: StepContext) -> None:
+    """Scale-down: the driver drains and forgets the nodes, then they stop and their addresses go."""
+    cluster, nodes = load(ctx, ("removing",))
+    if not nodes:
+        return
+    ctx.progress(f"step {ctx.step}: draining {len(nodes)} node(s)")
+    ctx.driver.remove_nodes(ctx, nodes)
+    stop_nodes(ctx, nodes, cluster.tag)
+    with ctx.session() as s:
+        ipam.release(s, [n.docker_pool for n in nodes if n.docker_pool])
+        s.execute(delete(Node).where(Node.id.in_([n.id for n in nodes])))
+
+
+def delete_nodes(ctx: StepContext) -> None:
+    cluster, nodes = load(ctx)
+    stop_nodes(ctx, nodes, cluster.tag)
+
+
+def delete_network(ctx: StepContext) -> None:
+    cluster, _ = load(ctx, ())
+    if cluster.subnet:
+        try:
+            ctx.provider.delete_network(cluster.network())
+        except ProviderError as exc:
+            raise TemporaryError(str(exc)) from exc
+
+
+def purge_host(ctx: StepContext) -> None:
+    """Whatever a crash may have left that no row remembers goes too."""
+    cluster, _ = load(ctx, ())
+    ctx.provider.purge_cluster(cluster.tag)
+
+
+def release_cluster(ctx: StepContext) -> None:
+    """The last step of a delete: the cluster row (and with it this operation) goes."""
+    with ctx.runtime.db.session() as s:
+        ctx._renew(s)  # still ours: checked before the row that holds the lease disappears
+        c = ctx.cluster(s)
+        ipam.release_owner(s, c.uuid)
+        s.delete(c)

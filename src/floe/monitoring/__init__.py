@@ -1,0 +1,1 @@
+"""Health of running clusters (metrics and events come later)."""

@@ -1,0 +1,64 @@
+"""`floe server`: the API and the background engine in one process, with embedded defaults."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+from floe.config import Settings
+from floe.db.session import Database
+from floe.runtime import Runtime
+
+log = logging.getLogger("floe.server")
+
+
+def local_provider(settings: Settings):
+    from floe.providers.local.provider import LocalProvider
+    from floe.services.ipam import infra_subnet
+
+    return LocalProvider(settings.home, str(infra_subnet(settings.network)), settings.registry_port)
+
+
+def build_runtime(settings: Settings, provider=None, *, engine: bool = True) -> Runtime:
+    """Open the database (migrating it), reserve floe's infra addresses, wire provider and engine."""
+    from floe.engine.engine import Engine
+    from floe.services import ipam
+
+    settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    db = Database(settings.db_url)
+    db.migrate()
+    with db.session() as s:
+        ipam.ensure_infra(s, settings.network)
+    runtime = Runtime(settings=settings, db=db, provider=provider)
+    if engine:
+        runtime.engine = Engine(runtime)
+    return runtime
+
+
+def serve(settings: Settings | None = None) -> None:
+    import uvicorn
+
+    from floe.api.app import create_app
+    from floe.monitoring.health import HealthMonitor
+    from floe.services.identity import bootstrap_admin
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if os.geteuid() != 0:
+        sys.exit("error: floe server needs root: it creates network namespaces, bridges, iptables rules "
+                 "and mounts, and starts a dockerd per node (run it with sudo)")
+    settings = settings or Settings.from_env()
+    provider = local_provider(settings)
+    provider.check()
+    runtime = build_runtime(settings, provider)
+    if bootstrap_admin(runtime.db, settings.admin_token_file):
+        log.info("admin token written to %s (readable only by its owner)", settings.admin_token_file)
+    health = HealthMonitor(runtime, runtime.engine.drivers)
+    runtime.engine.start()
+    health.start()
+    try:
+        uvicorn.run(create_app(runtime), host=settings.host, port=settings.port, log_level="info")
+    finally:
+        health.stop()
+        runtime.engine.stop(wait=False)
+        runtime.db.dispose()
