@@ -47,10 +47,14 @@ class StepContext:
     # --- database -----------------------------------------------------------------
     @contextmanager
     def session(self) -> Iterator[Session]:
-        """A short transaction that commits only while this worker still holds the lease."""
+        """A short transaction that commits only while this worker still holds the lease.
+
+        The lease row is updated first, so on PostgreSQL it stays locked until commit and a
+        concurrent supersede waits; on SQLite the transaction holds the database's write lock.
+        """
         with self.runtime.db.session() as s:
-            yield s
             self._renew(s)
+            yield s
 
     def _renew(self, s: Session) -> None:
         res = s.execute(

@@ -134,13 +134,15 @@ class Engine:
                 else:
                     self._release(r.id, r.lease_owner)
                 continue
-            if r.lease_owner == self.owner:
+            with self._lock:
+                ours = r.id in self._running
+            if r.lease_owner == self.owner and ours:
                 if r.deadline_at and r.deadline_at < now:
                     self._fail(r.id, f"{r.kind} timed out (deadline {r.deadline_at:%H:%M:%S} UTC) in step "
                                f"{r.step or 'queued'}, which did not finish", owner=self.owner)
                 held_clusters.add(r.cluster_id)
                 continue
-            if live:
+            if live and r.lease_owner != self.owner:
                 held_clusters.add(r.cluster_id)
         for r in rows:
             if r.state not in ("pending", "running") or r.cluster_id in held_clusters:
@@ -245,6 +247,7 @@ class Engine:
                     update(Operation).where(Operation.id == op_id)
                     .values(state="complete", finished_at=utcnow(), lease_owner=None, step="")
                 )
+            log.info("op %s %s complete in %.2fs", op_id, ctx.kind, time.monotonic() - t0)
         except LeaseLost:
             self._release(op_id, self.owner)
         except DeadlineExceeded as exc:

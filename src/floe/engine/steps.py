@@ -307,8 +307,7 @@ def purge_host(ctx: StepContext) -> None:
 
 def release_cluster(ctx: StepContext) -> None:
     """The last step of a delete: the cluster row (and with it this operation) goes."""
-    with ctx.runtime.db.session() as s:
-        ctx._renew(s)  # still ours: checked before the row that holds the lease disappears
+    with ctx.session() as s:  # the lease is checked before the row holding it disappears
         c = ctx.cluster(s)
         ipam.release_owner(s, c.uuid)
         s.delete(c)

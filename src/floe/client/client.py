@@ -1,0 +1,317 @@
+"""A typed HTTP client for floe's Magnum-shaped v1 API and its floe extensions."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import Any, BinaryIO
+from urllib.parse import parse_qsl, quote, urlsplit
+
+import httpx
+
+from floe import __version__
+from floe.client.errors import FloeAPIError, FloeConfigError, FloeConnectionError
+
+API_VERSION_HEADER = "container-infra latest"
+# Uploading and loading a `docker save` tarball can take minutes; only connecting is bounded.
+UPLOAD_TIMEOUT = httpx.Timeout(None, connect=10.0)
+
+JSON = dict[str, Any]
+
+
+def _one_line(text: str, limit: int = 500) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _error_from_response(response: httpx.Response) -> FloeAPIError:
+    """Parse Magnum's `{"errors": [...]}` shape; fall back to FastAPI's `detail`, then raw text."""
+    status = response.status_code
+    title = response.reason_phrase or "Error"
+    try:
+        body = response.json()
+    except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
+        body = None
+    if isinstance(body, dict):
+        errors = body.get("errors")
+        if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+            first = errors[0]
+            detail = first.get("detail") or first.get("title") or ""
+            return FloeAPIError(status, str(first.get("title") or title), _one_line(str(detail)))
+        detail = body.get("detail")
+        if isinstance(detail, str):
+            return FloeAPIError(status, title, _one_line(detail))
+        if isinstance(detail, list):
+            # FastAPI request-validation errors: [{"loc": [...], "msg": "..."}].
+            parts = []
+            for item in detail:
+                if isinstance(item, dict):
+                    loc = ".".join(str(p) for p in item.get("loc", []) if p != "body")
+                    parts.append(f"{loc}: {item.get('msg')}" if loc else str(item.get("msg")))
+            return FloeAPIError(status, title, _one_line("; ".join(parts) or str(detail)))
+    return FloeAPIError(status, title, _one_line(response.text or title))
+
+
+class _CountingReader:
+    """A binary file that reports how far it has been read (httpx reads it in chunks)."""
+
+    def __init__(self, raw: BinaryIO, progress: Callable[[int], None]):
+        self._raw = raw
+        self._progress = progress
+        self._done = 0
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self._raw.read(size)
+        self._done += len(chunk)
+        self._progress(self._done)
+        return chunk
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        position = self._raw.seek(offset, whence)
+        self._done = position
+        return position
+
+    def tell(self) -> int:
+        return self._raw.tell()
+
+    def fileno(self) -> int:
+        return self._raw.fileno()
+
+
+def _path(ident: str) -> str:
+    # Names may hold characters that are special in a URL path; quote them all.
+    return quote(str(ident), safe="")
+
+
+class FloeClient:
+    """One pooled HTTP connection to a floe server; use it as a context manager.
+
+    The token is sent in `X-Auth-Token` and is kept out of `repr()` and of every error.
+    """
+
+    def __init__(
+        self, url: str, token: str, timeout: float = 30, *, transport: httpx.BaseTransport | None = None
+    ):
+        """`transport` replaces the network (httpx.MockTransport in tests)."""
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        try:
+            self._http = httpx.Client(
+                base_url=self.url,
+                timeout=timeout,
+                headers={
+                    "X-Auth-Token": token,
+                    "OpenStack-API-Version": API_VERSION_HEADER,
+                    "Accept": "application/json",
+                    "User-Agent": f"floe-client/{__version__}",
+                },
+                # The API is plain HTTP on localhost by default; proxies from the
+                # environment would only get in the way of reaching it.
+                trust_env=False,
+                transport=transport,
+            )
+        except (httpx.InvalidURL, ValueError) as exc:
+            raise FloeConfigError(f"invalid floe server URL {url!r}: {exc}") from None
+
+    def __repr__(self) -> str:
+        return f"FloeClient(url={self.url!r})"
+
+    def __enter__(self) -> FloeClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the pooled connections."""
+        self._http.close()
+
+    # -- plumbing -------------------------------------------------------------
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TimeoutException:
+            raise FloeConnectionError(self.url, "timed out") from None
+        except httpx.UnsupportedProtocol as exc:
+            raise FloeConfigError(f"invalid floe server URL {self.url!r}: {exc}") from None
+        except httpx.TransportError as exc:
+            raise FloeConnectionError(self.url, _one_line(str(exc), 200)) from None
+        except httpx.InvalidURL as exc:
+            raise FloeConfigError(f"invalid floe server URL {self.url!r}: {exc}") from None
+        if response.is_error:
+            raise _error_from_response(response)
+        return response
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self._request(method, path, **kwargs)
+        if response.status_code == 204 or not response.content:
+            return None
+        try:
+            return response.json()
+        except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
+            raise FloeAPIError(
+                response.status_code,
+                "Bad Response",
+                f"the server at {self.url} did not answer JSON: is it a floe server?",
+            ) from None
+
+    def _object(self, method: str, path: str, **kwargs: Any) -> JSON:
+        body = self._json(method, path, **kwargs)
+        if not isinstance(body, dict):
+            raise FloeAPIError(200, "Bad Response", f"expected a JSON object from {method} {path}")
+        return body
+
+    def _list(self, path: str, key: str) -> list[JSON]:
+        """Every item of a Magnum list, following its `next` links page by page."""
+        items: list[JSON] = []
+        params: dict[str, str] = {}
+        seen: set[str] = set()
+        while True:
+            body = self._object("GET", path, params=params)
+            page = body.get(key)
+            if not isinstance(page, list):
+                raise FloeAPIError(200, "Bad Response", f"expected {key!r} in the answer to GET {path}")
+            items.extend(page)
+            nxt = body.get("next")
+            if not page or not isinstance(nxt, str) or not nxt:
+                return items
+            # Only the paging parameters are taken from `next`: its host may be how the
+            # server sees itself, not how this client reaches it.
+            params = dict(parse_qsl(urlsplit(nxt).query))
+            marker = params.get("marker")
+            if not marker or marker in seen:
+                return items
+            seen.add(marker)
+
+    # -- cluster templates ----------------------------------------------------
+
+    def create_template(
+        self,
+        name: str,
+        coe: str = "swarm",
+        *,
+        image_id: str | None = None,
+        flavor_id: str | None = None,
+        master_flavor_id: str | None = None,
+        labels: dict[str, str] | None = None,
+        public: bool = False,
+        **fields: Any,
+    ) -> JSON:
+        """POST /v1/clustertemplates; extra Magnum fields pass through `fields`. Returns the template."""
+        body: JSON = {"name": name, "coe": coe, "labels": labels or {}, "public": public}
+        optional = {"image_id": image_id, "flavor_id": flavor_id, "master_flavor_id": master_flavor_id}
+        body.update({key: value for key, value in optional.items() if value is not None})
+        body.update(fields)
+        return self._object("POST", "/v1/clustertemplates", json=body)
+
+    def list_templates(self) -> list[JSON]:
+        """GET /v1/clustertemplates."""
+        return self._list("/v1/clustertemplates", "clustertemplates")
+
+    def get_template(self, ident: str) -> JSON:
+        """GET /v1/clustertemplates/{uuid_or_name}."""
+        return self._object("GET", f"/v1/clustertemplates/{_path(ident)}")
+
+    def update_template(self, ident: str, patch: list[JSON]) -> JSON:
+        """PATCH /v1/clustertemplates/{ident} with a JSON-patch list; returns the template."""
+        return self._object("PATCH", f"/v1/clustertemplates/{_path(ident)}", json=patch)
+
+    def delete_template(self, ident: str) -> None:
+        """DELETE /v1/clustertemplates/{ident}."""
+        self._request("DELETE", f"/v1/clustertemplates/{_path(ident)}")
+
+    # -- clusters -------------------------------------------------------------
+
+    def create_cluster(
+        self,
+        name: str,
+        cluster_template_id: str,
+        *,
+        node_count: int = 1,
+        master_count: int = 1,
+        labels: dict[str, str] | None = None,
+        create_timeout: int | None = None,
+        **fields: Any,
+    ) -> str:
+        """POST /v1/clusters; returns the new cluster's uuid (creation continues in the background)."""
+        body: JSON = {
+            "name": name,
+            "cluster_template_id": cluster_template_id,
+            "node_count": node_count,
+            "master_count": master_count,
+            "labels": labels or {},
+        }
+        if create_timeout is not None:
+            body["create_timeout"] = create_timeout
+        body.update(fields)
+        return str(self._object("POST", "/v1/clusters", json=body)["uuid"])
+
+    def list_clusters(self, detail: bool = False) -> list[JSON]:
+        """GET /v1/clusters (or /v1/clusters/detail)."""
+        return self._list("/v1/clusters/detail" if detail else "/v1/clusters", "clusters")
+
+    def get_cluster(self, ident: str) -> JSON:
+        """GET /v1/clusters/{uuid_or_name}."""
+        return self._object("GET", f"/v1/clusters/{_path(ident)}")
+
+    def update_node_count(self, ident: str, node_count: int) -> str:
+        """PATCH node_count; returns the cluster uuid (the update runs in the background)."""
+        patch = [{"op": "replace", "path": "/node_count", "value": node_count}]
+        body = self._json("PATCH", f"/v1/clusters/{_path(ident)}", json=patch)
+        return str(body.get("uuid", ident)) if isinstance(body, dict) else ident
+
+    def resize(self, ident: str, node_count: int, nodes_to_remove: list[str] | None = None) -> str:
+        """POST /v1/clusters/{ident}/actions/resize; returns the cluster uuid."""
+        body: JSON = {"node_count": node_count}
+        if nodes_to_remove:
+            body["nodes_to_remove"] = list(nodes_to_remove)
+        answer = self._json("POST", f"/v1/clusters/{_path(ident)}/actions/resize", json=body)
+        return str(answer.get("uuid", ident)) if isinstance(answer, dict) else ident
+
+    def delete_cluster(self, ident: str) -> None:
+        """DELETE /v1/clusters/{ident}; the cluster goes DELETE_IN_PROGRESS, then 404."""
+        self._request("DELETE", f"/v1/clusters/{_path(ident)}")
+
+    def cluster_nodes(self, ident: str) -> list[JSON]:
+        """GET /v1/floe/clusters/{ident}/nodes (a floe extension)."""
+        return self._list(f"/v1/floe/clusters/{_path(ident)}/nodes", "nodes")
+
+    # -- certificates ---------------------------------------------------------
+
+    def get_ca(self, cluster: str) -> str:
+        """GET /v1/certificates/{cluster}: the cluster CA certificate (PEM)."""
+        return str(self._object("GET", f"/v1/certificates/{_path(cluster)}")["pem"])
+
+    def sign_csr(self, cluster_uuid: str, csr_pem: str) -> str:
+        """POST /v1/certificates: a client certificate (PEM) signed by the cluster CA."""
+        body = {"cluster_uuid": cluster_uuid, "csr": csr_pem}
+        return str(self._object("POST", "/v1/certificates", json=body)["pem"])
+
+    # -- floe extensions ------------------------------------------------------
+
+    def cleanup(self) -> list[str]:
+        """POST /v1/floe/cleanup (admin): remove leftovers; returns what was removed."""
+        return [str(x) for x in self._object("POST", "/v1/floe/cleanup", json={}).get("removed", [])]
+
+    def import_image(
+        self, path: str | os.PathLike[str], progress: Callable[[int], None] | None = None
+    ) -> list[str]:
+        """Stream a `docker save` tarball to POST /v1/floe/images; returns the image tags loaded.
+
+        `progress`, when given, is called with the number of bytes read after each chunk.
+        """
+        path = Path(path)
+        with path.open("rb") as raw:
+            fh: Any = _CountingReader(raw, progress) if progress else raw
+            files = {"file": (path.name, fh, "application/x-tar")}
+            body = self._object("POST", "/v1/floe/images", files=files, timeout=UPLOAD_TIMEOUT)
+        return [str(x) for x in body.get("images", [])]

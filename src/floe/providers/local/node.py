@@ -1,0 +1,207 @@
+"""A node's dockerd: its files, its launch inside the node's namespaces, readiness and adoption.
+
+Process tree of a node (pid 1 of its own pid namespace is docker-init):
+
+    nsenter --net=/run/netns/NS  →(exec) unshare --mount --uts --pid --fork --kill-child …
+        └─ sh (mounts, hostname, joins cgroups) →(exec) docker-init → dockerd → containerd → shims
+
+The unshare process is the handle floe keeps (pidfile): SIGKILL on it makes the kernel
+SIGKILL its child (--kill-child), and the death of a pid namespace's init kills every
+process in it, so one signal stops the whole node. unshare ignores SIGTERM.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import itertools
+import json
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from floe.providers.base import NodeSpec, ProviderError
+from floe.providers.local import cgroups, system
+
+TLS_PORT = 2376
+READY_TIMEOUT = 90.0
+POLL_INTERVAL = 0.02
+# sun_path is 108 bytes including the terminating NUL.
+MAX_SOCKET_PATH = 107
+
+# Runs as the node's pid 1 before docker-init; all variable parts are positional
+# arguments, never spliced into the script.
+#   $1 hostname, then cgroup.procs files, "--", mount triples (type target options), "--", command
+NODE_SCRIPT = r"""
+set -e
+hostname "$1"; shift
+while [ "$1" != "--" ]; do echo 0 > "$1"; shift; done; shift
+mount -t tmpfs -o mode=755 tmpfs /run
+umount -l /sys
+mount -t sysfs sysfs /sys
+while [ "$1" != "--" ]; do mount -t "$1" -o "X-mount.mkdir,$3" "$1" "$2"; shift 3; done; shift
+exec "$@"
+"""
+
+
+@dataclass(frozen=True)
+class NodePaths:
+    """Files of one node under home/nodes/TAG/NAME."""
+
+    dir: Path
+
+    @property
+    def config(self) -> Path:
+        return self.dir / "daemon.json"
+
+    @property
+    def sock(self) -> Path:
+        return self.dir / "docker.sock"
+
+    @property
+    def pidfile(self) -> Path:
+        return self.dir / "node.pid"
+
+    @property
+    def log(self) -> Path:
+        return self.dir / "dockerd.log"
+
+    @property
+    def meta(self) -> Path:
+        return self.dir / "node.json"
+
+    @property
+    def data(self) -> Path:
+        return self.dir / "data"
+
+    @property
+    def tls_dir(self) -> Path:
+        return self.dir / "tls"
+
+
+def daemon_config(spec: NodeSpec, paths: NodePaths, cgroup: str) -> dict:
+    """daemon.json of a node."""
+    try:
+        pool = ipaddress.IPv4Network(spec.docker_pool)
+    except ValueError as exc:
+        raise ProviderError(f"invalid docker_pool {spec.docker_pool!r}: {exc}") from None
+    if pool.prefixlen > 23:
+        raise ProviderError(f"docker_pool {pool} is too small: a /23 or larger is needed")
+    bridge_net, pools_net = itertools.islice(pool.subnets(new_prefix=24), 2)
+    config: dict = {
+        "bip": f"{bridge_net.network_address + 1}/24",
+        "default-address-pools": [{"base": str(pools_net), "size": 26}],
+        "hosts": [f"unix://{paths.sock}", f"tcp://{spec.address}:{TLS_PORT}"],
+        "tlsverify": True,
+        "tlscacert": str(paths.tls_dir / "ca.pem"),
+        "tlscert": str(paths.tls_dir / "cert.pem"),
+        "tlskey": str(paths.tls_dir / "key.pem"),
+        "shutdown-timeout": 2,
+        "labels": [f"{k}={v}" for k, v in sorted(spec.labels.items())],
+        # Absolute: containers go to /<cgroup>/<id>, next to the daemons in /<cgroup>/daemon.
+        "cgroup-parent": f"/{cgroup}",
+        "iptables": True,
+        "data-root": str(paths.data),
+        # /run is a tmpfs private to the node: short socket paths, nothing left on disk,
+        # and no sharing of /run/docker/netns or /run/containerd between nodes.
+        "exec-root": "/run/docker",
+        "pidfile": "/run/docker.pid",
+        "log-opts": {"max-size": "10m", "max-file": "3"},
+    }
+    if spec.registry is not None:
+        config["registry-mirrors"] = [f"http://{spec.registry.address}"]
+        config["insecure-registries"] = [spec.registry.address]
+    return config
+
+
+def write_files(spec: NodeSpec, paths: NodePaths, cgroup: str) -> None:
+    """daemon.json, TLS files (key 0600) and node.json; the directory is 0700 (it holds docker.sock)."""
+    if len(str(paths.sock)) > MAX_SOCKET_PATH:
+        raise ProviderError(f"node directory path too long for a unix socket: {paths.sock}")
+    paths.dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(paths.dir, 0o700)
+    paths.tls_dir.mkdir(mode=0o700, exist_ok=True)
+    system.write_file(paths.tls_dir / "ca.pem", spec.tls.ca_pem)
+    system.write_file(paths.tls_dir / "cert.pem", spec.tls.cert_pem)
+    system.write_file(paths.tls_dir / "key.pem", spec.tls.key_pem, mode=0o600)
+    system.write_file(paths.config, json.dumps(daemon_config(spec, paths, cgroup), indent=2))
+    meta = {"address": spec.address, "tls_url": f"tcp://{spec.address}:{TLS_PORT}", "cgroup": cgroup}
+    system.write_file(paths.meta, json.dumps(meta))
+
+
+def read_meta(paths: NodePaths) -> dict:
+    """node.json (address, tls_url, cgroup) as written at start; {} if absent."""
+    try:
+        return json.loads(paths.meta.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def is_node_process(pid: int, paths: NodePaths) -> bool:
+    """Whether `pid` is this node's unshare process (and not a recycled pid)."""
+    argv = system.cmdline(pid)
+    return bool(argv) and os.path.basename(argv[0]) == "unshare" and str(paths.config) in argv
+
+
+def live_pid(paths: NodePaths) -> int | None:
+    """The pid of the node's running unshare process, from its pidfile, or None."""
+    pid = system.read_pid(paths.pidfile)
+    if pid is not None and system.running(pid) and is_node_process(pid, paths):
+        return pid
+    return None
+
+
+def launch(netns_name: str, hostname: str, paths: NodePaths, cgroup_procs: list[str]) -> subprocess.Popen:
+    """Start the node detached (own session) and record its pid."""
+    mount_args: list[str] = []
+    for m in cgroups.mounts():
+        mount_args += [m.fstype, m.target, m.options]
+    args = [
+        system.binary("nsenter"), f"--net=/run/netns/{netns_name}", "--",
+        system.binary("unshare"), "--mount", "--uts", "--pid", "--fork", "--mount-proc",
+        "--kill-child", "--propagation", "slave", "--",
+        "/bin/sh", "-c", NODE_SCRIPT, "floe-node",
+        hostname, *cgroup_procs, "--", *mount_args, "--",
+        system.binary("docker-init"), "--", system.binary("dockerd"), "--config-file", str(paths.config),
+    ]
+    proc = system.spawn_detached(args, paths.log, paths.dir)
+    system.write_file(paths.pidfile, f"{proc.pid}\n")
+    return proc
+
+
+def wait_ready(paths: NodePaths, pid: int, timeout: float = READY_TIMEOUT) -> None:
+    """Poll dockerd's /_ping on the unix socket until it answers; ProviderError with the log if not."""
+    deadline = time.monotonic() + timeout
+    # Plain HTTP on a unix socket: verify=False skips loading the CA bundle (~30 ms).
+    transport = httpx.HTTPTransport(uds=str(paths.sock), verify=False)
+    with httpx.Client(transport=transport, timeout=2.0, trust_env=False) as client:
+        while True:
+            if paths.sock.exists():
+                try:
+                    if client.get("http://docker/_ping").status_code == 200:
+                        return
+                except httpx.HTTPError:
+                    pass
+            if not system.running(pid):
+                raise ProviderError(
+                    f"dockerd of {paths.dir.name} exited during start:\n{system.log_tail(paths.log)}"
+                )
+            if time.monotonic() > deadline:
+                raise ProviderError(
+                    f"dockerd of {paths.dir.name} did not answer within {timeout:.0f}s:\n"
+                    f"{system.log_tail(paths.log)}",
+                    temporary=True,
+                )
+            time.sleep(POLL_INTERVAL)
+
+
+def remove_dir(paths: NodePaths) -> bool:
+    """Delete the node's directory (data included); False if it was not there."""
+    if not paths.dir.exists():
+        return False
+    shutil.rmtree(paths.dir, ignore_errors=True)
+    return True

@@ -1,0 +1,362 @@
+"""LocalProvider: every node is a network namespace with its own dockerd, on one host.
+
+Host objects per cluster (all carry the tag, see naming): bridge `flb-<tag>` with
+iptables rules, per node a netns `floe-<tag>-<node>` joined by veth `fv<tag><hash>`,
+cgroups `floe-<tag>-<node>` and home/nodes/<tag>/<node>/. floe's own infra network is
+a port-less bridge holding the registry's address; nodes get one route to it and nothing else.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import shutil
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import httpx
+
+from floe.providers.base import (
+    InfraProvider,
+    NetworkSpec,
+    NodeInfo,
+    NodeSpec,
+    ProviderError,
+    RegistryInfo,
+)
+from floe.providers.local import cgroups, firewall, images, naming, netns, node, registry, system
+
+if TYPE_CHECKING:
+    import docker
+
+REQUIRED_BINARIES = (
+    "dockerd", "docker-init", "containerd", "containerd-shim-runc-v2", "runc", "nsenter", "unshare",
+    "iptables", "docker-registry", "skopeo", "busybox", "hostname", "mount",
+)
+# argv[0] of the processes a node runs whose command line names its directory.
+NODE_PROGRAMS = {"nsenter", "unshare", "sh", "docker-init", "dockerd"}
+
+# Locks per object (a node, a network, a registry), shared by every provider instance of
+# this process: the same object is handled serially, different objects in parallel.
+_locks: dict[tuple[str, ...], threading.Lock] = {}
+_locks_guard = threading.Lock()
+
+
+def _kill_nodes(unshare_pids: set[int], inner_pids: set[int]) -> bool:
+    """Kill nodes' processes; True once all are gone.
+
+    The inner processes (docker-init, pid 1 of a node, among them) go first: unshare
+    then reaps its child and exits by itself, so no zombie is left for the host's init
+    to collect. An unshare that lingers is killed too (it ignores SIGTERM, not SIGKILL).
+    """
+    system.kill(inner_pids)
+    if inner_pids:
+        system.wait_gone(unshare_pids, timeout=2.0)
+    system.kill(p for p in unshare_pids if system.running(p))
+    return system.wait_gone(unshare_pids | inner_pids)
+
+
+class LocalProvider(InfraProvider):
+    """Nodes as network namespaces with their own dockerd; needs root."""
+
+    name = "local"
+
+    def __init__(self, home: Path, infra_subnet: str, registry_port: int = 5000):
+        self.home = Path(home).absolute()
+        try:
+            self.infra_net = ipaddress.IPv4Network(infra_subnet)
+        except ValueError as exc:
+            raise ProviderError(f"invalid infra subnet {infra_subnet!r}: {exc}") from None
+        if self.infra_net.prefixlen > 30:
+            raise ProviderError(f"infra subnet {self.infra_net} is too small")
+        if not 0 < registry_port < 65536:
+            raise ProviderError(f"invalid registry port {registry_port}")
+        self.infra_ip = str(self.infra_net.network_address + 1)
+        self.registry_port = registry_port
+        self.registry_address = f"{self.infra_ip}:{registry_port}"
+        self._registry_paths = registry.RegistryPaths(self.home / "registry")
+
+    # -- helpers ---------------------------------------------------------------
+
+    @property
+    def nodes_dir(self) -> Path:
+        return self.home / "nodes"
+
+    def _node_paths(self, tag: str, name: str) -> node.NodePaths:
+        return node.NodePaths(self.nodes_dir / tag / name)
+
+    def _lock(self, *key: str) -> threading.Lock:
+        with _locks_guard:
+            return _locks.setdefault((str(self.home), *key), threading.Lock())
+
+    def _network_rules(self, bridge: str) -> list[firewall.Rule]:
+        # Order matters: ACCEPTs before DROPs. Nodes talk to each other and to the
+        # registry; nothing is forwarded to or from anywhere else.
+        return [
+            ("FORWARD", ["-i", bridge, "-o", bridge, "-j", "ACCEPT"]),
+            ("FORWARD", ["-i", bridge, "-j", "DROP"]),
+            ("FORWARD", ["-o", bridge, "-j", "DROP"]),
+            ("INPUT", ["-i", bridge, "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT"]),
+            ("INPUT", ["-i", bridge, "-p", "tcp", "-d", self.infra_ip, "--dport", str(self.registry_port),
+                       "-j", "ACCEPT"]),
+            ("INPUT", ["-i", bridge, "-j", "DROP"]),
+        ]
+
+    def _infra_rules(self) -> list[firewall.Rule]:
+        # Appended (after the clusters' ACCEPTs): the registry answers the host itself and
+        # floe's bridges only, even if another machine routes the infra address to us.
+        ip = f"{self.infra_ip}/32"
+        return [
+            ("INPUT", ["-i", "lo", "-d", ip, "-j", "ACCEPT"]),
+            ("INPUT", ["-d", ip, "-p", "tcp", "--dport", str(self.registry_port), "-j", "DROP"]),
+        ]
+
+    # -- interface -------------------------------------------------------------
+
+    def check(self) -> None:
+        """Raise ProviderError with a clear reason if this host cannot run local nodes."""
+        if os.geteuid() != 0:
+            raise ProviderError("the local provider must run as root (it creates namespaces and bridges)")
+        missing = [b for b in REQUIRED_BINARIES if system.which(b) is None]
+        if missing:
+            raise ProviderError(
+                f"missing programs: {', '.join(missing)} (Debian packages: docker.io, docker-registry, "
+                "skopeo, busybox-static, iptables, util-linux)"
+            )
+        if not Path("/proc/self/ns/net").exists():
+            raise ProviderError("this kernel has no network namespaces")
+        if not cgroups.hierarchies():
+            raise ProviderError("no cgroup hierarchy is mounted under /sys/fs/cgroup")
+        busybox = Path(system.binary("busybox")).read_bytes()[:4096]
+        if b"/ld-" in busybox:  # an ELF interpreter path: dynamically linked
+            raise ProviderError("busybox is dynamically linked; install busybox-static for the base image")
+
+    def ensure_registry(self) -> RegistryInfo:
+        """Start (or adopt) the registry on the infra address and make sure busybox is in it."""
+        paths = self._registry_paths
+        with self._lock("registry"):
+            # A port-less bridge stands in for a dummy link: these kernels lack the dummy
+            # driver, and a bridge that is up holds a local address just as well.
+            netns.ensure_link(
+                naming.infra_link_name(self.infra_net), "bridge", self.infra_ip, self.infra_net.prefixlen
+            )
+            firewall.ensure(self._infra_rules(), naming.infra_comment(self.infra_net), top=False)
+            pid = registry.ensure_running(paths, self.infra_ip, self.registry_port)
+            # Plain HTTP: verify=False skips loading the CA bundle (~30 ms per client).
+            with httpx.Client(timeout=10.0, trust_env=False, verify=False) as client:
+                registry.wait_ready(client, self.registry_address, pid, paths)
+                images.ensure_busybox(client, self.registry_address, paths.cache)
+        return RegistryInfo(address=self.registry_address, subnet=str(self.infra_net))
+
+    def import_image_archive(self, path: Path) -> list[str]:
+        """Push the images of a `docker save` tarball to the registry; return names for stack files."""
+        self.ensure_registry()
+        return images.import_archive(Path(path), self.registry_address)
+
+    def ensure_network(self, net: NetworkSpec) -> None:
+        """Bridge flb-<tag> with the gateway address, and its tagged iptables rules (idempotent)."""
+        tag = naming.check_tag(net.cluster_tag)
+        try:
+            subnet = ipaddress.IPv4Network(net.subnet)
+            gateway = ipaddress.IPv4Address(net.gateway)
+        except ValueError as exc:
+            raise ProviderError(f"invalid network {net.subnet} / {net.gateway}: {exc}") from None
+        if gateway not in subnet or gateway in (subnet.network_address, subnet.broadcast_address):
+            raise ProviderError(f"gateway {gateway} is not a host address of {subnet}")
+        bridge = naming.bridge_name(tag)
+        with self._lock("network", tag):
+            netns.ensure_link(bridge, "bridge", str(gateway), subnet.prefixlen)
+            firewall.ensure(self._network_rules(bridge), naming.comment(tag), top=True)
+
+    def delete_network(self, net: NetworkSpec) -> None:
+        """Remove the bridge and its rules; missing is fine."""
+        tag = naming.check_tag(net.cluster_tag)
+        bridge = naming.bridge_name(tag)
+        with self._lock("network", tag):
+            netns.delete_link(bridge)
+            firewall.delete_tagged(naming.comment(tag), must_contain=[bridge])
+
+    def start_node(self, spec: NodeSpec) -> NodeInfo:
+        """Start the node (or adopt its running dockerd); return once dockerd answers."""
+        tag = naming.check_tag(spec.cluster_tag)
+        name = naming.check_node_name(spec.name)
+        net = spec.network
+        if net.cluster_tag != tag:
+            raise ProviderError(f"node {name} of cluster {tag} on network of cluster {net.cluster_tag}")
+        try:
+            subnet = ipaddress.IPv4Network(net.subnet)
+            address = ipaddress.IPv4Address(spec.address)
+        except ValueError as exc:
+            raise ProviderError(f"invalid address for node {name}: {exc}") from None
+        if address not in subnet:
+            raise ProviderError(f"node address {address} is not in {subnet}")
+        paths = self._node_paths(tag, name)
+        cgroup = naming.cgroup_name(tag, name)
+        with self._lock("node", tag, name):
+            pid = node.live_pid(paths)
+            if pid is None:
+                # Leftovers of a node that died with its pidfile lost would hold the socket.
+                stale = cgroups.members(cgroup)
+                system.kill(stale)
+                system.wait_gone(stale)
+                if not netns.link_exists(naming.bridge_name(tag)):
+                    self.ensure_network(net)
+                routes = [(spec.registry.subnet, net.gateway)] if spec.registry else []
+                netns.ensure_node_netns(
+                    naming.netns_name(tag, name), naming.veth_name(tag, name), naming.bridge_name(tag),
+                    str(address), subnet.prefixlen, routes,
+                )
+                node.write_files(spec, paths, cgroup)
+                procs = cgroups.prepare(cgroup, spec.cpus, spec.memory_mb)
+                pid = node.launch(naming.netns_name(tag, name), name, paths, procs).pid
+            node.wait_ready(paths, pid)
+        return NodeInfo(
+            name=name, address=str(address), running=True, docker_url=f"unix://{paths.sock}",
+            tls_url=f"tcp://{address}:{node.TLS_PORT}", pid=pid,
+        )
+
+    def node_info(self, cluster_tag: str, name: str) -> NodeInfo | None:
+        """What the host has of this node (running = its process is alive), or None."""
+        tag = naming.check_tag(cluster_tag)
+        name = naming.check_node_name(name)
+        paths = self._node_paths(tag, name)
+        pid = node.live_pid(paths)
+        if pid is None and not paths.dir.exists() and naming.netns_name(tag, name) not in netns.list_netns():
+            return None
+        meta = node.read_meta(paths)
+        return NodeInfo(
+            name=name, address=meta.get("address", ""), running=pid is not None,
+            docker_url=f"unix://{paths.sock}", tls_url=meta.get("tls_url", ""), pid=pid,
+        )
+
+    def stop_node(self, cluster_tag: str, name: str) -> None:
+        """Kill the node's processes and remove its netns, veth, cgroups and directory."""
+        tag = naming.check_tag(cluster_tag)
+        name = naming.check_node_name(name)
+        with self._lock("node", tag, name):
+            self._remove_node(tag, name)
+
+    def _remove_node(self, tag: str, name: str) -> list[str]:
+        paths = self._node_paths(tag, name)
+        cgroup = naming.cgroup_name(tag, name)
+        removed: list[str] = []
+        pid = node.live_pid(paths)
+        unshare = {pid} if pid is not None else set()
+        members = cgroups.members(cgroup)
+        if unshare or members:
+            removed.append(f"node {tag}/{name}: {len(unshare | members)} processes")
+        if not _kill_nodes(unshare, members) or not cgroups.remove(cgroup):
+            raise ProviderError(f"processes of node {tag}/{name} did not exit", temporary=True)
+        if netns.delete_link(naming.veth_name(tag, name)):
+            removed.append(f"veth {naming.veth_name(tag, name)}")
+        if netns.delete_netns(naming.netns_name(tag, name)):
+            removed.append(f"netns {naming.netns_name(tag, name)}")
+        if node.remove_dir(paths):
+            removed.append(f"directory {paths.dir}")
+        try:  # the cluster's directory goes with its last node (a concurrent start refills it)
+            paths.dir.parent.rmdir()
+        except OSError:
+            pass
+        return removed
+
+    def docker_client(self, info: NodeInfo) -> docker.DockerClient:
+        """A docker SDK client on the node's unix socket."""
+        import docker
+
+        return docker.DockerClient(base_url=info.docker_url)
+
+    def host_cluster_tags(self) -> set[str]:
+        """Tags found on netns, links, iptables comments, cgroups and node directories."""
+        tags: set[str] = set()
+        for ns in netns.list_netns():
+            if m := naming.NETNS_RE.match(ns):
+                tags.add(m.group(1))
+        for link in netns.link_names():
+            if m := naming.BRIDGE_RE.match(link) or naming.VETH_RE.match(link):
+                tags.add(m.group(1))
+        for line in firewall.listing():
+            if m := naming.COMMENT_RE.search(line):
+                tags.add(m.group(1))
+        for cgroup in cgroups.names():
+            if m := naming.CGROUP_RE.match(cgroup):
+                tags.add(m.group(1))
+        return tags | self.home_cluster_tags()
+
+    def purge_cluster(self, cluster_tag: str) -> list[str]:
+        """Remove every trace of a cluster on the host, known to the database or not."""
+        tag = naming.check_tag(cluster_tag)
+        removed: list[str] = []
+        cluster_dir = self.nodes_dir / tag
+        prefix = f"floe-{tag}-"
+        node_cgroups = sorted(c for c in cgroups.names() if c.startswith(prefix))
+        # Only floe's own programs: a user's `tail -f` of a node log must survive.
+        named = {
+            pid: os.path.basename(argv[0])
+            for pid, argv in system.pids_referring_to(f"{cluster_dir}/").items()
+            if os.path.basename(argv[0]) in NODE_PROGRAMS
+        }
+        unshare = {pid for pid, prog in named.items() if prog == "unshare"}
+        inner = set(named) - unshare
+        for cgroup in node_cgroups:
+            inner |= cgroups.members(cgroup)
+        if unshare or inner:
+            removed.append(f"{len(unshare | inner)} processes of cluster {tag}: {sorted(unshare | inner)}")
+        if not _kill_nodes(unshare, inner):
+            raise ProviderError(f"processes of cluster {tag} did not exit", temporary=True)
+        for cgroup in node_cgroups:
+            if not cgroups.remove(cgroup):
+                raise ProviderError(f"cgroup {cgroup} is still busy", temporary=True)
+            removed.append(f"cgroup {cgroup}")
+        for link in netns.link_names():
+            if (m := naming.VETH_RE.match(link)) and m.group(1) == tag and netns.delete_link(link):
+                removed.append(f"veth {link}")
+        for ns in netns.list_netns():
+            if ns.startswith(prefix) and netns.delete_netns(ns):
+                removed.append(f"netns {ns}")
+        if netns.delete_link(naming.bridge_name(tag)):
+            removed.append(f"bridge {naming.bridge_name(tag)}")
+        removed += [f"iptables {rule}" for rule in firewall.delete_tagged(naming.comment(tag))]
+        if cluster_dir.exists():
+            shutil.rmtree(cluster_dir, ignore_errors=True)
+            removed.append(f"directory {cluster_dir}")
+        return removed
+
+    def purge_infra(self) -> list[str]:
+        """Stop this home's registry and remove the infra link, its rules and the registry files."""
+        removed = registry.stop(self._registry_paths)
+        link = naming.infra_link_name(self.infra_net)
+        if netns.delete_link(link):
+            removed.append(f"infra link {link}")
+        removed += [f"iptables {r}" for r in firewall.delete_tagged(naming.infra_comment(self.infra_net))]
+        if self._registry_paths.dir.exists():
+            shutil.rmtree(self._registry_paths.dir, ignore_errors=True)
+            removed.append(f"directory {self._registry_paths.dir}")
+        return removed
+
+    def home_cluster_tags(self) -> set[str]:
+        """Tags of the clusters with a directory or a running node under this home."""
+        tags: set[str] = set()
+        if self.nodes_dir.is_dir():
+            tags.update(d.name for d in self.nodes_dir.iterdir() if naming.TAG_RE.match(d.name) and d.is_dir())
+        in_home = re.compile(re.escape(f"{self.nodes_dir}/") + r"([0-9a-f]{8})/")
+        for argv in system.pids_referring_to(f"{self.nodes_dir}/").values():
+            tags.update(m.group(1) for arg in argv if (m := in_home.search(arg)))
+        return tags
+
+    def purge_all(self, *, only_this_home: bool = False) -> list[str]:
+        """`floe cleanup --all`: every floe cluster on this host, then this home's registry and infra.
+
+        With `only_this_home`, only the clusters of this home (see home_cluster_tags) are
+        purged, so that another floe on the same host (another test run) is left alone.
+        """
+        removed: list[str] = []
+        tags = self.home_cluster_tags() if only_this_home else self.host_cluster_tags()
+        for tag in sorted(tags):
+            removed += self.purge_cluster(tag)
+        removed += self.purge_infra()
+        if self.nodes_dir.exists():
+            shutil.rmtree(self.nodes_dir, ignore_errors=True)
+            removed.append(f"directory {self.nodes_dir}")
+        return removed

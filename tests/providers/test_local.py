@@ -1,0 +1,372 @@
+"""LocalProvider against the real thing: namespaces, bridges, iptables, dockerd, the registry.
+
+Needs root and the Debian packages listed in LocalProvider.check(); skipped otherwise.
+Uses only 10.170.0.0/16 and its own temporary home, and purges everything it made.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shlex
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+
+import docker
+import httpx
+import pytest
+
+from floe import pki
+from floe.providers.base import NetworkSpec, NodeSpec, ProviderError, TLSMaterial
+from floe.providers.local import LocalProvider, cgroups, firewall, naming, netns, system
+
+INFRA = "10.170.0.0/24"
+REGISTRY_PORT = 5000
+NODE_NAMES = ("node-a", "node-b", "node-c")
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def _new_tag() -> str:
+    return secrets.token_hex(4)
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("floe-local")
+
+
+@pytest.fixture(scope="module")
+def made_tags() -> set[str]:
+    """Tags the tests create; the provider fixture purges them whatever happens."""
+    return set()
+
+
+@pytest.fixture(scope="module")
+def provider(home, made_tags):
+    prov = LocalProvider(home, INFRA, registry_port=REGISTRY_PORT)
+    try:
+        prov.check()
+    except ProviderError as exc:
+        pytest.skip(f"local provider cannot run here: {exc}")
+    yield prov
+    for tag in made_tags:
+        prov.purge_cluster(tag)
+    prov.purge_all(only_this_home=True)
+    shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def ca() -> tuple[str, str]:
+    return pki.new_ca("floe-test-ca")
+
+
+@pytest.fixture(scope="module")
+def registry_info(provider):
+    return provider.ensure_registry()
+
+
+def _spec(tag: str, index: int, name: str, net: NetworkSpec, ca, registry) -> NodeSpec:
+    address = f"10.170.{net.subnet.split('.')[2]}.{index + 2}"
+    cert, key = pki.issue_server_cert(ca[0], ca[1], name, ips=[address], dns=[name])
+    return NodeSpec(
+        cluster_tag=tag, name=name, address=address, network=net,
+        docker_pool=f"10.170.{64 + 2 * index}.0/23",
+        tls=TLSMaterial(ca_pem=ca[0], cert_pem=cert, key_pem=key), registry=registry,
+        labels={"floe.node": name},
+    )
+
+
+@pytest.fixture(scope="module")
+def cluster(provider, registry_info, ca, made_tags):
+    """One network and three nodes started in parallel."""
+    tag = _new_tag()
+    made_tags.add(tag)
+    net = NetworkSpec(cluster_tag=tag, name="mgmt", subnet="10.170.1.0/24", gateway="10.170.1.1")
+    provider.ensure_network(net)
+    specs = [_spec(tag, i, name, net, ca, registry_info) for i, name in enumerate(NODE_NAMES)]
+    started = time.monotonic()
+    with ThreadPoolExecutor(len(specs)) as pool:
+        infos = list(pool.map(provider.start_node, specs))
+    print(f"\n{len(specs)} nodes started in parallel in {time.monotonic() - started:.2f}s")
+    return {"tag": tag, "net": net, "specs": specs, "infos": infos}
+
+
+def _client_tls(ca, tmp_path: Path, with_cert: bool) -> docker.tls.TLSConfig:
+    ca_file = tmp_path / "ca.pem"
+    ca_file.write_text(ca[0])
+    if not with_cert:
+        return docker.tls.TLSConfig(ca_cert=str(ca_file), verify=True)
+    key_pem, csr_pem = pki.new_client_key_and_csr("tester")
+    (tmp_path / "key.pem").write_text(key_pem)
+    (tmp_path / "cert.pem").write_text(pki.sign_csr(ca[0], ca[1], csr_pem))
+    return docker.tls.TLSConfig(
+        client_cert=(str(tmp_path / "cert.pem"), str(tmp_path / "key.pem")), ca_cert=str(ca_file), verify=True
+    )
+
+
+def _traces(provider: LocalProvider, tag: str) -> list[str]:
+    """Whatever of cluster `tag` is still on the host."""
+    found = [f"netns {n}" for n in netns.list_netns() if n.startswith(f"floe-{tag}-")]
+    found += [f"link {link}" for link in netns.link_names() if tag in link]
+    found += [f"iptables {line}" for line in firewall.listing() if f"floe:{tag}" in line]
+    found += [f"cgroup {c}" for c in cgroups.names() if c.startswith(f"floe-{tag}-")]
+    cluster_dir = provider.nodes_dir / tag
+    found += [f"process {p} {argv}" for p, argv in system.pids_referring_to(str(cluster_dir)).items()]
+    found += [f"mount {line}" for line in Path("/proc/mounts").read_text().splitlines()
+              if str(provider.home) in line]
+    if cluster_dir.exists():
+        found.append(f"directory {cluster_dir}")
+    return found
+
+
+# -- validation -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("tag", ["ABCDEF12", "abc", "abcdef123", "../../x", "abcdef1;"])
+def test_bad_tag_is_refused(provider, tag):
+    with pytest.raises(ProviderError):
+        provider.node_info(tag, "node-a")
+    with pytest.raises(ProviderError):
+        provider.purge_cluster(tag)
+
+
+@pytest.mark.parametrize("name", ["", "-a", "a-", "a_b", "a/b", "../x", "a;reboot", "x" * 64, "a b"])
+def test_bad_node_name_is_refused(provider, name, ca):
+    with pytest.raises(ProviderError):
+        provider.stop_node("abcdef12", name)
+    net = NetworkSpec(cluster_tag="abcdef12", name="mgmt", subnet="10.170.9.0/24", gateway="10.170.9.1")
+    spec = NodeSpec(cluster_tag="abcdef12", name=name, address="10.170.9.2", network=net,
+                    docker_pool="10.170.90.0/23", tls=TLSMaterial("", "", ""))
+    with pytest.raises(ProviderError):
+        provider.start_node(spec)
+    assert not (provider.nodes_dir / "abcdef12").exists()
+
+
+def test_bad_subnet_and_image_names_are_refused(home):
+    with pytest.raises(ProviderError):
+        LocalProvider(home, "10.170.0.1/24")
+    with pytest.raises(ProviderError):
+        LocalProvider(home, "not-a-subnet")
+    from floe.providers.local.images import mirror_name
+
+    assert mirror_name("busybox", "R:5000") == ("library/busybox:latest", "busybox:latest")
+    assert mirror_name("docker.io/foo/bar:1", "R:5000") == ("foo/bar:1", "foo/bar:1")
+    assert mirror_name("quay.io/x/y:2", "R:5000") == ("quay.io/x/y:2", "R:5000/quay.io/x/y:2")
+    with pytest.raises(ProviderError):
+        mirror_name("Bad Name:1", "R:5000")
+
+
+# -- registry -------------------------------------------------------------------
+
+
+def test_registry_starts_then_is_adopted_quickly(provider):
+    started = time.monotonic()
+    info = provider.ensure_registry()
+    first = time.monotonic() - started
+    pid = system.read_pid(provider.home / "registry" / "registry.pid")
+    started = time.monotonic()
+    again = LocalProvider(provider.home, INFRA, registry_port=REGISTRY_PORT).ensure_registry()
+    second = time.monotonic() - started
+    print(f"\nensure_registry: first {first:.3f}s, adopt {second:.3f}s")
+    assert again == info and info.address == f"10.170.0.1:{REGISTRY_PORT}" and info.subnet == INFRA
+    assert system.read_pid(provider.home / "registry" / "registry.pid") == pid
+    assert second < 0.5
+    with httpx.Client(trust_env=False) as client:
+        tags = client.get(f"http://{info.address}/v2/library/busybox/tags/list").json()
+    assert tags["tags"] == ["latest"]
+    # Bound to the infra address only, not to every interface.
+    with pytest.raises(OSError), socket.create_connection(("127.0.0.1", REGISTRY_PORT), timeout=1):
+        pass
+
+
+# -- nodes ----------------------------------------------------------------------
+
+
+def test_nodes_answer_on_unix_socket_with_labels(provider, cluster):
+    for spec, info in zip(cluster["specs"], cluster["infos"], strict=True):
+        assert info.running and info.pid and info.tls_url == f"tcp://{spec.address}:2376"
+        client = provider.docker_client(info)
+        facts = client.info()
+        assert facts["Name"] == spec.name
+        assert f"floe.node={spec.name}" in facts["Labels"]
+        assert provider.node_info(cluster["tag"], spec.name) == info
+
+
+def test_daemon_config_and_key_permissions(provider, cluster, registry_info):
+    spec = cluster["specs"][0]
+    node_dir = provider.nodes_dir / cluster["tag"] / spec.name
+    config = json.loads((node_dir / "daemon.json").read_text())
+    assert config["bip"] == "10.170.64.1/24"
+    assert config["default-address-pools"] == [{"base": "10.170.65.0/24", "size": 26}]
+    assert config["hosts"] == [f"unix://{node_dir}/docker.sock", f"tcp://{spec.address}:2376"]
+    assert config["registry-mirrors"] == [f"http://{registry_info.address}"]
+    assert config["insecure-registries"] == [registry_info.address] and config["tlsverify"] is True
+    assert config["cgroup-parent"] == f"/floe-{cluster['tag']}-{spec.name}"
+    assert (node_dir / "tls" / "key.pem").stat().st_mode & 0o777 == 0o600
+    assert node_dir.stat().st_mode & 0o777 == 0o700
+
+
+def test_tls_needs_a_client_certificate(cluster, ca, tmp_path, monkeypatch):
+    # requests lets these variables override the CA a docker client is given.
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    url = cluster["infos"][0].tls_url.replace("tcp://", "https://")
+    with_cert = docker.DockerClient(base_url=url, tls=_client_tls(ca, tmp_path, with_cert=True))
+    assert with_cert.ping()
+    with pytest.raises(docker.errors.DockerException, match="(?i)bad certificate"):
+        docker.DockerClient(base_url=url, tls=_client_tls(ca, tmp_path, with_cert=False), timeout=5).ping()
+
+
+def test_busybox_runs_from_the_mirror_and_nodes_reach_each_other(provider, cluster):
+    a, b = cluster["infos"][0], cluster["infos"][1]
+    client = provider.docker_client(a)
+    assert client.containers.run("busybox", ["echo", "hello"], remove=True) == b"hello\n"
+    out = client.containers.run(
+        "busybox", ["ping", "-c", "1", "-W", "2", b.address], network_mode="host", remove=True
+    )
+    assert b"1 packets received" in out
+    # No default route: the world outside floe's networks is unreachable.
+    with pytest.raises(docker.errors.ContainerError, match="(?i)unreachable"):
+        client.containers.run("busybox", ["ping", "-c", "1", "-W", "1", "192.0.2.1"], network_mode="host",
+                              remove=True)
+
+
+def test_ensure_network_is_idempotent_and_repairs_rule_order(provider, cluster):
+    tag, bridge = cluster["tag"], naming.bridge_name(cluster["tag"])
+
+    def tagged() -> list[str]:
+        return [line for line in firewall.listing() if f"floe:{tag}" in line]
+
+    provider.ensure_network(cluster["net"])
+    rules = tagged()
+    assert len(rules) == 6
+    accept = next(r for r in rules if "-A FORWARD" in r and "ACCEPT" in r)
+    system.run(["iptables", "-w", "-D", *shlex.split(accept)[1:]])  # as a crash mid-way would leave it
+    provider.ensure_network(cluster["net"])
+    assert sorted(tagged()) == sorted(rules)
+    forward = [r for r in firewall.listing() if r.startswith("-A FORWARD") and bridge in r]
+    assert "ACCEPT" in forward[0] and all("DROP" in r for r in forward[1:])
+
+
+def test_node_has_only_its_subnet_and_the_registry_route(cluster, registry_info):
+    for spec in cluster["specs"]:
+        routes = netns.routes_in(naming.netns_name(cluster["tag"], spec.name))
+        assert not [r for r in routes if r[1] == 0], f"default route in {spec.name}: {routes}"
+        assert (registry_info.subnet.split("/")[0], 24, cluster["net"].gateway) in routes
+
+
+def test_new_provider_adopts_running_nodes(provider, cluster):
+    again = LocalProvider(provider.home, INFRA, registry_port=REGISTRY_PORT)
+    spec, info = cluster["specs"][1], cluster["infos"][1]
+    started = time.monotonic()
+    adopted = again.start_node(spec)
+    assert time.monotonic() - started < 1.0
+    assert adopted.pid == info.pid and adopted.running
+
+
+def test_killed_node_restarts_with_its_data(provider, cluster):
+    spec, info = cluster["specs"][2], cluster["infos"][2]
+    client = provider.docker_client(info)
+    client.images.pull("busybox", tag="latest")
+    system.kill([info.pid])
+    assert system.wait_gone([info.pid])
+    assert not provider.node_info(cluster["tag"], spec.name).running
+    restarted = provider.start_node(spec)
+    assert restarted.pid != info.pid
+    assert provider.docker_client(restarted).images.get("busybox:latest")
+    cluster["infos"][2] = restarted
+
+
+def test_import_image_archive(provider, cluster, tmp_path):
+    client = provider.docker_client(cluster["infos"][0])
+    image = client.images.pull("busybox", tag="latest")
+    image.tag("floetest/tool", "1")
+    archive = tmp_path / "tool.tar"
+    with open(archive, "wb") as out:
+        for chunk in client.images.get("floetest/tool:1").save(named=True):
+            out.write(chunk)
+    assert provider.import_image_archive(archive) == ["floetest/tool:1"]
+    other = provider.docker_client(cluster["infos"][1])
+    assert other.containers.run("floetest/tool:1", ["echo", "ok"], remove=True) == b"ok\n"
+
+
+def test_stop_node_and_delete_network_leave_nothing(provider, cluster):
+    tag = cluster["tag"]
+    assert tag in provider.host_cluster_tags()
+    started = time.monotonic()
+    with ThreadPoolExecutor(len(cluster["specs"])) as pool:
+        list(pool.map(lambda s: provider.stop_node(tag, s.name), cluster["specs"]))
+    print(f"\n{len(cluster['specs'])} nodes stopped in parallel in {time.monotonic() - started:.2f}s")
+    provider.delete_network(cluster["net"])
+    provider.stop_node(tag, "node-a")  # missing is fine
+    provider.delete_network(cluster["net"])
+    assert provider.node_info(tag, "node-a") is None
+    assert _traces(provider, tag) == []
+    assert not [p for p in system.pids_referring_to(str(provider.nodes_dir)) if p in
+                {i.pid for i in cluster["infos"]}]
+    assert tag not in provider.host_cluster_tags()
+
+
+ORPHAN_STARTER = """
+import sys
+from pathlib import Path
+from floe import pki
+from floe.providers.base import NetworkSpec, NodeSpec, RegistryInfo, TLSMaterial
+from floe.providers.local import LocalProvider
+home, tag, registry = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+ca_cert, ca_key = pki.new_ca("orphan")
+cert, key = pki.issue_server_cert(ca_cert, ca_key, "orphan-0", ["10.170.2.2"], [])
+net = NetworkSpec(tag, "mgmt", "10.170.2.0/24", "10.170.2.1")
+provider = LocalProvider(home, sys.argv[4])
+provider.ensure_network(net)
+info = provider.start_node(NodeSpec(tag, "orphan-0", "10.170.2.2", net, "10.170.80.0/23",
+                                    TLSMaterial(ca_cert, cert, key), RegistryInfo(registry, sys.argv[4])))
+print(info.pid)
+"""
+
+
+def test_node_outlives_its_starter_and_purge_cluster_removes_the_orphan(provider, registry_info, made_tags):
+    tag = _new_tag()
+    made_tags.add(tag)
+    # Started by a process that exits, as a floe server that crashed would.
+    out = subprocess.run(
+        [sys.executable, "-c", ORPHAN_STARTER, str(provider.home), tag, registry_info.address, INFRA],
+        capture_output=True, text=True, check=True, timeout=120,
+    )
+    pid = int(out.stdout.split()[-1])
+    forgetful = LocalProvider(provider.home, INFRA, registry_port=REGISTRY_PORT)
+    info = forgetful.node_info(tag, "orphan-0")
+    assert info is not None and info.running and info.pid == pid
+    assert forgetful.docker_client(info).ping()
+    assert tag in forgetful.host_cluster_tags() and tag in forgetful.home_cluster_tags()
+    # Purged from the host alone, as if the database had lost the cluster.
+    removed = forgetful.purge_cluster(tag)
+    assert any("process" in r for r in removed) and any("bridge" in r for r in removed)
+    assert not system.running(pid)
+    assert _traces(provider, tag) == []
+    assert tag not in forgetful.host_cluster_tags()
+    assert forgetful.purge_cluster(tag) == []
+
+
+def test_spec_change_of_flavor_and_restart_idempotence(provider, registry_info, ca, made_tags):
+    """A node with a flavor gets cgroup limits; start_node after a lost netns recreates it."""
+    tag = _new_tag()
+    made_tags.add(tag)
+    net = NetworkSpec(cluster_tag=tag, name="mgmt", subnet="10.170.3.0/24", gateway="10.170.3.1")
+    spec = replace(_spec(tag, 1, "small-0", net, ca, registry_info), cpus=0.5, memory_mb=512)
+    info = provider.start_node(spec)  # the network is created on demand
+    cg = naming.cgroup_name(tag, "small-0")
+    assert Path(f"/sys/fs/cgroup/cpu/{cg}/cpu.cfs_quota_us").read_text().strip() == "50000"
+    assert Path(f"/sys/fs/cgroup/memory/{cg}/memory.limit_in_bytes").read_text().strip() == str(512 << 20)
+    assert os.getpid() not in cgroups.members(cg) and info.pid not in cgroups.members(cg)
+    provider.stop_node(tag, "small-0")
+    provider.delete_network(net)
+    assert _traces(provider, tag) == []
