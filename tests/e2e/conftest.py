@@ -125,7 +125,7 @@ def host_objects(home: Path) -> dict[str, list[str]]:
             except OSError:
                 continue
             if str(home / "nodes") in cmd:
-                procs.append(f"{pid} {cmd[:80]}")
+                procs.append(f"{pid} {cmd}")
     mounts = [m for m in Path("/proc/mounts").read_text().splitlines() if str(home / "nodes") in m]
     return {
         "netns": [n for n in ns if n.startswith("floe-")],

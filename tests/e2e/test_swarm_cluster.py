@@ -117,9 +117,11 @@ def test_health_reports_a_dead_node(server: FloeServer, template: str):
     while time.monotonic() < end and server.cluster("c2")["health_status"] != "HEALTHY":
         time.sleep(0.5)
     assert server.cluster("c2")["health_status"] == "HEALTHY"
-    # Kill the worker's node (its namespace init); the swarm and floe notice.
-    pidfile = next((server.home / "nodes" / tag).glob("*node-0*/*.pid"))
-    os.kill(int(pidfile.read_text().split()[0]), 9)
+    # Kill the worker's dockerd; the swarm and floe notice.
+    victims = [p for p in objects_of(server.home, tag)["processes"] if "dockerd" in p and "/c2-node-0/" in p]
+    assert victims, objects_of(server.home, tag)["processes"]
+    for p in victims:
+        os.kill(int(p.split()[0]), 9)
     end = time.monotonic() + 60
     while time.monotonic() < end:
         c = server.cluster("c2")

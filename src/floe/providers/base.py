@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the docker SDK is imported lazily by implementations
@@ -118,3 +119,11 @@ class InfraProvider(abc.ABC):
     @abc.abstractmethod
     def purge_cluster(self, cluster_tag: str) -> list[str]:
         """Remove everything of a cluster on the host, known or not; return what was removed."""
+
+
+class ProviderWithImageImport(abc.ABC):
+    """Capability: the provider's registry accepts `docker save` archives."""
+
+    @abc.abstractmethod
+    def import_image_archive(self, path: Path) -> list[str]:
+        """Push every image of the archive into the registry; return the names to use them by."""

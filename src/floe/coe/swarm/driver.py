@@ -116,8 +116,8 @@ class SwarmDriver(COEDriver):
         while True:
             ready.clear()
             for sn in manager.api.nodes():
-                host = sn["Description"]["Hostname"]
-                if host in live and sn["Status"]["State"] == "ready":
+                host = _hostname(sn)
+                if host in live and sn.get("Status", {}).get("State") == "ready":
                     ready[host] = sn["ID"]
             if len(ready) == len(live):
                 break
@@ -143,7 +143,7 @@ class SwarmDriver(COEDriver):
         """A node that rejoined after a crash leaves a 'down' twin behind: remove it."""
         for sn in manager.api.nodes():
             if sn["ID"] not in ready_ids and sn["Status"]["State"] == "down":
-                if sn["Description"]["Hostname"] in names and sn["Spec"].get("Role") == "worker":
+                if _hostname(sn) in names and sn["Spec"].get("Role") == "worker":
                     try:
                         manager.api.remove_node(sn["ID"], force=True)
                     except docker.errors.APIError:
@@ -163,7 +163,7 @@ class SwarmDriver(COEDriver):
     def remove_nodes(self, ctx: StepContext, nodes: list[NodeRef]) -> None:
         cluster, all_nodes = load(ctx)
         manager = self._a_manager(ctx, cluster, all_nodes)
-        by_host = {sn["Description"]["Hostname"]: sn for sn in manager.api.nodes()}
+        by_host = {_hostname(sn): sn for sn in manager.api.nodes()}
 
         def drain(node: NodeRef) -> None:
             sn = by_host.get(node.name)
@@ -232,7 +232,7 @@ class SwarmDriver(COEDriver):
             )
         state = {}
         for sn in swarm_nodes:
-            host = sn["Description"]["Hostname"]
+            host = _hostname(sn)
             # Prefer the 'ready' entry if a node has a stale twin.
             if state.get(host, {}).get("Status", {}).get("State") != "ready":
                 state[host] = sn
@@ -252,6 +252,11 @@ class SwarmDriver(COEDriver):
                 reports[n.name] = NodeHealth(n.name, True, "")
         bad = [h for h in reports.values() if not h.healthy]
         return ClusterHealth(not bad, list(reports.values()), "; ".join(f"{h.name}: {h.reason}" for h in bad))
+
+
+def _hostname(swarm_node: dict) -> str:
+    """A node that is still joining has no description yet."""
+    return (swarm_node.get("Description") or {}).get("Hostname", "")
 
 
 def _managers(nodes: list[NodeRef]) -> list[NodeRef]:

@@ -20,6 +20,7 @@ import httpx
 
 from floe.providers.base import (
     InfraProvider,
+    ProviderWithImageImport,
     NetworkSpec,
     NodeInfo,
     NodeSpec,
@@ -58,7 +59,7 @@ def _kill_nodes(unshare_pids: set[int], inner_pids: set[int]) -> bool:
     return system.wait_gone(unshare_pids | inner_pids)
 
 
-class LocalProvider(InfraProvider):
+class LocalProvider(InfraProvider, ProviderWithImageImport):
     """Nodes as network namespaces with their own dockerd; needs root."""
 
     name = "local"
