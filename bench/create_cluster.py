@@ -106,8 +106,10 @@ def bare_cluster(n: int, root: Path) -> float:
             p.send_signal(signal.SIGKILL)
         for p in procs:
             p.wait()
-        for ns, _, _ in nodes:
+        for i, (ns, _, _) in enumerate(nodes):
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+            # The namespace lingers until its last process is reaped: drop our end now.
+            subprocess.run(["ip", "link", "del", f"blv{i}"], capture_output=True)
         subprocess.run(["ip", "link", "del", br], capture_output=True)
         time.sleep(0.2)
         shutil.rmtree(root, ignore_errors=True)

@@ -88,6 +88,23 @@ def test_cluster_lifecycle_with_native_docker(server: FloeServer, template: str,
         logs = docker(env, "service", "logs", "--raw", "pinger_pinger", check=False)
     assert any(f"-> {ip} ok" in logs for ip in c["node_addresses"]), logs[-2000:]
 
+    # A user's own image: saved with docker, imported with floe, run as a service by name.
+    docker(env, "pull", "busybox:latest")  # through the registry mirror
+    docker(env, "tag", "busybox:latest", "e2e-tools:1")
+    docker(env, "save", "-o", str(tmp_path / "img.tar"), "e2e-tools:1")
+    out = server.floe("image", "import", str(tmp_path / "img.tar")).stdout
+    assert "e2e-tools:1" in out
+    docker(env, "service", "create", "--detach", "--name", "tools", "--replicas", "3",
+           "--endpoint-mode", "dnsrr", "--constraint", "node.role==worker", "e2e-tools:1", "sleep", "3600")
+    end = time.monotonic() + 60
+    while time.monotonic() < end:
+        out = docker(env, "service", "ps", "tools", "--filter", "desired-state=running",
+                     "--format", "{{.CurrentState}}")
+        if out.count("Running") == 3:
+            break
+        time.sleep(0.5)
+    assert out.count("Running") == 3, docker(env, "service", "ps", "--no-trunc", "tools")
+
     # Scale up to 5 workers, then down to 2: the swarm follows, services keep running.
     server.floe("cluster", "resize", "c1", "--node-count", "5", "--wait")
     c = server.cluster("c1")
@@ -176,6 +193,21 @@ def test_cleanup_removes_orphans(server: FloeServer, template: str):
 def test_nothing_left_after_all(server: FloeServer):
     objs = host_objects(server.home)
     assert not any(objs.values()), objs
+
+
+def test_cleanup_all_removes_floe_from_the_host(server: FloeServer):
+    """Last: with the server stopped, `floe cleanup --all` takes the registry and infra network too."""
+    server.floe("cluster", "create", "c5", "--template", "swarm-e2e", "--node-count", "1", "--wait")
+    server.stop()
+    out = server.floe("cleanup", "--all").stdout
+    assert "registry" in out
+    objs = host_objects(server.home)
+    assert not any(objs.values()), objs
+    rules = subprocess.run(["iptables", "-w", "-S"], capture_output=True, text=True).stdout
+    assert "10.180.0.1" not in rules
+    addrs = subprocess.run(["ip", "-o", "addr"], capture_output=True, text=True).stdout
+    assert "10.180." not in addrs
+    assert not (server.home / "registry").exists()
 
 
 def _tag(server: FloeServer, name: str) -> str:

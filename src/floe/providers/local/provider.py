@@ -20,11 +20,11 @@ import httpx
 
 from floe.providers.base import (
     InfraProvider,
-    ProviderWithImageImport,
     NetworkSpec,
     NodeInfo,
     NodeSpec,
     ProviderError,
+    ProviderWithImageImport,
     RegistryInfo,
 )
 from floe.providers.local import cgroups, firewall, images, naming, netns, node, registry, system

@@ -1,0 +1,102 @@
+"""/v1/clusters: Magnum's cluster API; every change is queued for the engine (202)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Request, Response
+
+from floe.api.auth import CallerDep, RuntimeDep
+from floe.api.schemas import (
+    ClusterCollection,
+    ClusterCreate,
+    ClusterDetailCollection,
+    ClusterOut,
+    PatchOp,
+    ResizeRequest,
+    UUIDResponse,
+    cluster_out,
+    cluster_summary,
+    next_link,
+    patch_ops,
+)
+from floe.api.versions import host_url
+from floe.services import clusters
+
+router = APIRouter(prefix="/v1/clusters", tags=["clusters"])
+
+
+@router.get("", response_model=ClusterCollection, response_model_exclude_unset=True)
+def list_clusters(
+    request: Request,
+    runtime: RuntimeDep,
+    caller: CallerDep,
+    marker: str | None = None,
+    limit: int | None = None,
+    sort_key: str = "id",
+    sort_dir: str = "asc",
+) -> ClusterCollection:
+    """The project's clusters, summary fields only."""
+    page = clusters.list_clusters(runtime.db, caller, limit=limit, marker=marker, sort_key=sort_key, sort_dir=sort_dir)
+    base = host_url(request)
+    out = ClusterCollection(clusters=[cluster_summary(v, base) for v in page.items])
+    nxt = next_link(base, "clusters", page.limit, page.next_marker, sort_key, sort_dir)
+    if nxt:
+        out.next = nxt
+    return out
+
+
+@router.get("/detail", response_model=ClusterDetailCollection, response_model_exclude_unset=True)
+def list_clusters_detail(
+    request: Request,
+    runtime: RuntimeDep,
+    caller: CallerDep,
+    marker: str | None = None,
+    limit: int | None = None,
+    sort_key: str = "id",
+    sort_dir: str = "asc",
+) -> ClusterDetailCollection:
+    """The project's clusters with every field."""
+    page = clusters.list_clusters(runtime.db, caller, limit=limit, marker=marker, sort_key=sort_key, sort_dir=sort_dir)
+    base = host_url(request)
+    out = ClusterDetailCollection(clusters=[cluster_out(v, base) for v in page.items])
+    nxt = next_link(base, "clusters/detail", page.limit, page.next_marker, sort_key, sort_dir)
+    if nxt:
+        out.next = nxt
+    return out
+
+
+@router.get("/{ident}", response_model=ClusterOut)
+def show_cluster(request: Request, runtime: RuntimeDep, caller: CallerDep, ident: str) -> ClusterOut:
+    """One cluster by uuid or name."""
+    return cluster_out(clusters.get_cluster(runtime.db, caller, ident), host_url(request))
+
+
+@router.post("", status_code=202, response_model=UUIDResponse)
+def create_cluster(runtime: RuntimeDep, caller: CallerDep, spec: ClusterCreate) -> UUIDResponse:
+    """Queue the creation of a cluster; answers at once with its uuid."""
+    return UUIDResponse(uuid=clusters.create_cluster(runtime, caller, spec).uuid)
+
+
+@router.patch("/{ident}", status_code=202, response_model=UUIDResponse)
+def update_cluster(
+    runtime: RuntimeDep, caller: CallerDep, ident: str, patch: Annotated[list[PatchOp], Body()]
+) -> UUIDResponse:
+    """Change node_count (the only attribute that may change) and queue the update."""
+    return UUIDResponse(uuid=clusters.update_cluster(runtime, caller, ident, patch_ops(patch)).uuid)
+
+
+@router.post("/{ident}/actions/resize", status_code=202, response_model=UUIDResponse)
+def resize_cluster(runtime: RuntimeDep, caller: CallerDep, ident: str, body: ResizeRequest) -> UUIDResponse:
+    """Resize the workers, optionally naming which ones go."""
+    cluster = clusters.resize_cluster(
+        runtime, caller, ident, body.node_count, body.nodes_to_remove, body.nodegroup
+    )
+    return UUIDResponse(uuid=cluster.uuid)
+
+
+@router.delete("/{ident}", status_code=204, response_class=Response)
+def delete_cluster(runtime: RuntimeDep, caller: CallerDep, ident: str) -> Response:
+    """Queue the deletion of a cluster."""
+    clusters.delete_cluster(runtime, caller, ident)
+    return Response(status_code=204)

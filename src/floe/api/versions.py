@@ -1,0 +1,136 @@
+"""Magnum's microversions (OpenStack-API-Version: container-infra 1.x) and the discovery documents."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+SERVICE = "container-infra"
+HEADER = "OpenStack-API-Version"
+MIN_HEADER = "OpenStack-API-Minimum-Version"
+MAX_HEADER = "OpenStack-API-Maximum-Version"
+MIN_VERSION = (1, 1)
+# Magnum's newest microversion (1.11: bay and baymodel removed).
+MAX_VERSION = (1, 11)
+
+
+def fmt(version: tuple[int, int]) -> str:
+    return f"{version[0]}.{version[1]}"
+
+
+class VersionError(Exception):
+    """A version header that is malformed (400) or asks for what floe lacks (406)."""
+
+    def __init__(self, status: int, detail: str):
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+def parse_version(header: str | None) -> tuple[int, int]:
+    """The requested microversion; 1.1 (Magnum's default) when the header is absent.
+
+    The header may list several services ("container-infra 1.5, compute 2.1");
+    entries for other services are ignored.
+    """
+    if header is None or not header.strip():
+        return MIN_VERSION
+    for entry in header.split(","):
+        words = entry.split()
+        if len(words) != 2:
+            raise VersionError(
+                400, f"Invalid {HEADER} header {header!r}: expected '{SERVICE} <major>.<minor>' or '{SERVICE} latest'"
+            )
+        service, value = words
+        if service.lower() != SERVICE:
+            continue
+        if value.lower() == "latest":
+            return MAX_VERSION
+        parts = value.split(".")
+        if len(parts) != 2 or not all(p.isdigit() for p in parts):
+            raise VersionError(400, f"Invalid value {value!r} for {HEADER} header: expected <major>.<minor>")
+        version = (int(parts[0]), int(parts[1]))
+        if not MIN_VERSION <= version <= MAX_VERSION:
+            raise VersionError(
+                406,
+                f"Version {fmt(version)} was requested but is not supported by this service. "
+                f"The supported version range is: [{SERVICE} {fmt(MIN_VERSION)}, {SERVICE} {fmt(MAX_VERSION)}].",
+            )
+        return version
+    return MIN_VERSION
+
+
+def version_headers(version: tuple[int, int]) -> dict[str, str]:
+    """The headers every /v1 response carries."""
+    return {
+        MIN_HEADER: f"{SERVICE} {fmt(MIN_VERSION)}",
+        MAX_HEADER: f"{SERVICE} {fmt(MAX_VERSION)}",
+        HEADER: f"{SERVICE} {fmt(version)}",
+        "Vary": HEADER,
+    }
+
+
+def request_version(request: Request) -> tuple[int, int]:
+    """The microversion negotiated for this request (set by the app's middleware)."""
+    return getattr(request.state, "api_version", MIN_VERSION)
+
+
+def host_url(request: Request) -> str:
+    """scheme://host[:port][root_path], as Magnum's pecan.request.host_url."""
+    return str(request.base_url).rstrip("/")
+
+
+def link(rel: str, href: str, type_: str | None = None) -> dict[str, str]:
+    out = {"href": href, "rel": rel}
+    if type_:
+        out["type"] = type_
+    return out
+
+
+def resource_links(base: str, collection: str, ident: str) -> list[dict[str, str]]:
+    """Magnum's self link (/v1/...) and bookmark link (unversioned)."""
+    return [link("self", f"{base}/v1/{collection}/{ident}"), link("bookmark", f"{base}/{collection}/{ident}")]
+
+
+def _collection_links(base: str, name: str) -> list[dict[str, str]]:
+    return [link("self", f"{base}/v1/{name}/"), link("bookmark", f"{base}/{name}/")]
+
+
+router = APIRouter()
+
+
+@router.get("/", summary="API versions (no token needed)")
+def root(request: Request) -> dict:
+    base = host_url(request)
+    return {
+        "name": "OpenStack Magnum API",
+        "description": (
+            "Magnum is an OpenStack project which aims to provide container cluster management. "
+            "This endpoint is served by floe."
+        ),
+        "versions": [
+            {
+                "id": "v1",
+                "links": [link("self", f"{base}/v1/")],
+                "status": "CURRENT",
+                "max_version": fmt(MAX_VERSION),
+                "min_version": fmt(MIN_VERSION),
+            }
+        ],
+    }
+
+
+@router.get("/v1", summary="The v1 API and its resources (no token needed)")
+def v1(request: Request) -> dict:
+    base = host_url(request)
+    doc: dict = {
+        "id": "v1",
+        "links": [
+            link("self", f"{base}/v1/"),
+            link("describedby", "http://docs.openstack.org/developer/magnum/dev/api-spec-v1.html", "text/html"),
+        ],
+        "media_types": [{"base": "application/json", "type": "application/vnd.openstack.magnum.v1+json"}],
+    }
+    # Only the collections floe serves (Magnum also lists quotas, stats, nodegroups…).
+    for name in ("clustertemplates", "clusters", "certificates"):
+        doc[name] = _collection_links(base, name)
+    return doc

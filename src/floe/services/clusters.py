@@ -1,0 +1,386 @@
+"""Clusters: validate requests, record them and queue operations for the engine (no HTTP here).
+
+Creating, resizing and deleting only record intent: each queues an operation with
+`start_operation` in the same transaction, then wakes the engine after commit.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from floe import pki
+from floe.db.models import Cluster, ClusterTemplate, Node
+from floe.db.session import Database
+from floe.engine.operations import start_operation
+from floe.runtime import Runtime
+from floe.services.errors import Conflict, InvalidInput, NotFound
+from floe.services.identity import Caller
+from floe.services.templates import (
+    LabelValue,
+    Page,
+    check_dns_name,
+    find_template,
+    generate_name,
+    is_uuid_like,
+    page_of,
+    paginate,
+    validate_paging,
+)
+
+SORT_KEYS = (
+    "id", "uuid", "name", "cluster_template_id", "keypair", "node_count", "master_count",
+    "docker_volume_size", "flavor_id", "master_flavor_id", "create_timeout", "status", "health_status",
+    "stack_id", "api_address", "coe", "coe_version", "container_version", "created_at", "updated_at",
+)
+# Attributes the engine maintains; a patch naming them is refused as Magnum does.
+INTERNAL_ATTRS = frozenset(
+    {"id", "uuid", "links", "created_at", "updated_at", "project_id", "user_id", "api_address",
+     "node_addresses", "master_addresses", "stack_id", "status", "status_reason", "coe_version",
+     "container_version", "faults"}
+)
+WORKER_NODEGROUP = "default-worker"
+MASTER_NODEGROUP = "default-master"
+
+
+class ClusterSpec(BaseModel):
+    """A cluster-create request with Magnum's field names; unknown fields are refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, max_length=63)
+    cluster_template_id: str = Field(min_length=1, max_length=255)
+    keypair: str | None = Field(default=None, min_length=1, max_length=255)
+    node_count: int = Field(default=1, ge=0, strict=True)
+    master_count: int = Field(default=1, ge=1, strict=True)
+    docker_volume_size: int | None = Field(default=None, ge=1, strict=True)
+    labels: dict[str, LabelValue] | None = None
+    master_flavor_id: str | None = Field(default=None, min_length=1, max_length=255)
+    flavor_id: str | None = Field(default=None, min_length=1, max_length=255)
+    create_timeout: int = Field(default=60, ge=0, strict=True)
+    discovery_url: str | None = Field(default=None, max_length=255)
+    fixed_network: str | None = Field(default=None, min_length=1, max_length=255)
+    fixed_subnet: str | None = Field(default=None, min_length=1, max_length=255)
+    floating_ip_enabled: bool | None = None
+    master_lb_enabled: bool | None = None
+    merge_labels: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_means_default(cls, data: Any) -> Any:
+        # Clients send null for options the user left out (create_timeout, node_count…).
+        if isinstance(data, dict):
+            return {
+                k: v
+                for k, v in data.items()
+                if not (v is None and k in cls.model_fields and cls.model_fields[k].default is not None)
+            }
+        return data
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str | None) -> str | None:
+        return None if v is None else check_dns_name(v)
+
+    @field_validator("master_count")
+    @classmethod
+    def _odd_masters(cls, v: int) -> int:
+        if v % 2 == 0:
+            raise ValueError(
+                f"master_count {v} is even: use an odd number (1, 3, 5…) so the Swarm managers keep a quorum"
+            )
+        return v
+
+
+@dataclass(frozen=True)
+class ClusterView:
+    """A cluster plus its template's labels (for Magnum's labels_added/overridden/skipped)."""
+
+    cluster: Cluster
+    template_labels: dict
+
+
+def labels_diff(parent: dict, labels: dict) -> tuple[dict, dict, dict]:
+    """Magnum's (overridden, added, skipped) labels of a cluster relative to its template.
+
+    overridden maps each key whose value differs to the template's value.
+    """
+    overridden = {k: parent[k] for k, v in labels.items() if k in parent and parent[k] != v}
+    added = {k: v for k, v in labels.items() if k not in parent}
+    skipped = {k: v for k, v in parent.items() if k not in labels}
+    return overridden, added, skipped
+
+
+def merge_labels(template_labels: dict, labels: dict | None, merge: bool) -> dict:
+    """Magnum's rule: no labels → the template's; with merge_labels → template's updated by the
+    request's; otherwise the request's alone."""
+    if not labels:
+        return dict(template_labels)
+    if merge:
+        return {**template_labels, **labels}
+    return dict(labels)
+
+
+# ---------------------------------------------------------------------------
+# Queries
+
+
+def find_cluster(session: Session, caller: Caller, ident: str) -> Cluster:
+    """A cluster of the caller's project by uuid or name; NotFound otherwise (other projects' too)."""
+    base = select(Cluster).where(Cluster.project_id == caller.project_id)
+    if is_uuid_like(ident):
+        cluster = session.scalars(base.where(Cluster.uuid == ident.lower())).first()
+        if cluster is not None:
+            return cluster
+    matches = list(session.scalars(base.where(Cluster.name == ident).limit(2)))
+    if not matches:
+        raise NotFound(f"Cluster {ident} could not be found.")
+    if len(matches) > 1:
+        raise Conflict(f"Multiple clusters exist with same name {ident}. Please use the cluster uuid instead.")
+    return matches[0]
+
+
+def _template_labels(session: Session, uuids: set[str]) -> dict[str, dict]:
+    if not uuids:
+        return {}
+    rows = session.execute(
+        select(ClusterTemplate.uuid, ClusterTemplate.labels).where(ClusterTemplate.uuid.in_(uuids))
+    )
+    return {u: dict(labels or {}) for u, labels in rows}
+
+
+def get_cluster(db: Database, caller: Caller, ident: str) -> ClusterView:
+    """One cluster of the caller's project by uuid or name."""
+    with db.session() as session:
+        cluster = find_cluster(session, caller, ident)
+        labels = _template_labels(session, {cluster.cluster_template_id})
+        return ClusterView(cluster, labels.get(cluster.cluster_template_id, {}))
+
+
+def list_clusters(
+    db: Database,
+    caller: Caller,
+    *,
+    limit: int | None = None,
+    marker: str | None = None,
+    sort_key: str = "id",
+    sort_dir: str = "asc",
+) -> Page[ClusterView]:
+    """A page of the caller's clusters, Magnum-style (limit, marker uuid, sort_key, sort_dir)."""
+    limit = validate_paging(limit, sort_key, sort_dir, SORT_KEYS)
+    with db.session() as session:
+        stmt = select(Cluster).where(Cluster.project_id == caller.project_id)
+        marker_row = None
+        if marker is not None:
+            marker_row = session.scalars(stmt.where(Cluster.uuid == marker)).first()
+            if marker_row is None:
+                raise InvalidInput(f"marker {marker} is not a cluster in this list")
+        clusters = paginate(
+            session, stmt, Cluster, limit=limit, marker=marker_row, sort_key=sort_key, sort_dir=sort_dir
+        )
+        labels = _template_labels(session, {c.cluster_template_id for c in clusters})
+        views = [ClusterView(c, labels.get(c.cluster_template_id, {})) for c in clusters]
+        return page_of(views, limit, lambda v: v.cluster.uuid)
+
+
+def list_nodes(db: Database, caller: Caller, ident: str) -> list[Node]:
+    """The nodes of one cluster, managers first, each role by index."""
+    with db.session() as session:
+        cluster = find_cluster(session, caller, ident)
+        stmt = select(Node).where(Node.cluster_id == cluster.id).order_by(Node.role, Node.index)
+        return list(session.scalars(stmt))
+
+
+# ---------------------------------------------------------------------------
+# Changes
+
+
+def _new_host_tag(session: Session) -> str:
+    while True:
+        tag = secrets.token_hex(4)
+        if session.scalars(select(Cluster.id).where(Cluster.host_tag == tag)).first() is None:
+            return tag
+
+
+def _name_taken(session: Session, project_id: str, name: str) -> bool:
+    stmt = select(Cluster.id).where(Cluster.project_id == project_id, Cluster.name == name)
+    return session.scalars(stmt).first() is not None
+
+
+def create_cluster(runtime: Runtime, caller: Caller, spec: ClusterSpec) -> Cluster:
+    """Record a new cluster and queue its create operation; returns it (CREATE_IN_PROGRESS).
+
+    The template must be visible to the caller (400 otherwise); fields the request
+    leaves out are inherited from it. Nodes are not planned here: the engine does it.
+    """
+    with runtime.db.session() as session:
+        try:
+            ct = find_template(session, caller, spec.cluster_template_id)
+        except NotFound as exc:
+            # 404 would say the URL is wrong; the request body is (Magnum answers 400 too).
+            raise InvalidInput(exc.detail) from None
+        name = spec.name
+        if name is None:
+            name = generate_name("cluster")
+            while _name_taken(session, caller.project_id, name):
+                name = generate_name("cluster")
+        elif _name_taken(session, caller.project_id, name):
+            raise Conflict(f"A cluster named {name} already exists in this project.")
+        cluster = Cluster(
+            project_id=caller.project_id,
+            user_id=caller.user_id,
+            name=name,
+            cluster_template_id=ct.uuid,
+            coe=ct.coe,
+            host_tag=_new_host_tag(session),
+            keypair=spec.keypair if spec.keypair is not None else ct.keypair_id,
+            node_count=spec.node_count,
+            master_count=spec.master_count,
+            docker_volume_size=spec.docker_volume_size or ct.docker_volume_size,
+            labels=merge_labels(ct.labels or {}, spec.labels, spec.merge_labels),
+            master_flavor_id=spec.master_flavor_id or ct.master_flavor_id,
+            flavor_id=spec.flavor_id or ct.flavor_id,
+            create_timeout=spec.create_timeout,
+            discovery_url=spec.discovery_url,
+            fixed_network=spec.fixed_network or ct.fixed_network,
+            fixed_subnet=spec.fixed_subnet or ct.fixed_subnet,
+            floating_ip_enabled=(
+                ct.floating_ip_enabled if spec.floating_ip_enabled is None else spec.floating_ip_enabled
+            ),
+            master_lb_enabled=ct.master_lb_enabled if spec.master_lb_enabled is None else spec.master_lb_enabled,
+        )
+        session.add(cluster)
+        try:
+            session.flush()
+        except IntegrityError:
+            raise Conflict(f"A cluster named {name} already exists in this project.") from None
+        start_operation(session, cluster, "create")
+    runtime.wake_engine()
+    return cluster
+
+
+def _node_count(value: Any) -> int:
+    if isinstance(value, bool):
+        raise InvalidInput(f"node_count must be a whole number >= 0, not {value!r}")
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if not isinstance(value, int) or value < 0:
+        raise InvalidInput(f"node_count must be a whole number >= 0, not {value!r}")
+    return value
+
+
+def update_cluster(runtime: Runtime, caller: Caller, ident: str, patch: list[dict[str, Any]]) -> Cluster:
+    """Apply a JSON patch to a cluster: only `replace /node_count` is allowed; queues an update."""
+    if not patch:
+        raise InvalidInput("the patch is empty: send [{\"op\": \"replace\", \"path\": \"/node_count\", \"value\": N}]")
+    node_count: int | None = None
+    for p in patch:
+        path = str(p.get("path", ""))
+        attr = path.lstrip("/")
+        if attr in INTERNAL_ATTRS:
+            raise InvalidInput(f"'{path}' is an internal attribute and can not be updated")
+        if attr != "node_count":
+            raise InvalidInput(
+                f"cannot change cluster property(ies) {attr}: only node_count can be changed "
+                "(use the resize action to choose which nodes go)"
+            )
+        if p.get("op") == "remove":
+            raise InvalidInput(f"'{path}' is a mandatory attribute and can not be removed")
+        if p.get("op") not in ("add", "replace"):
+            raise InvalidInput(f"patch operation {p.get('op')!r} is not supported; use replace")
+        if "value" not in p:
+            raise InvalidInput("'add' and 'replace' operations need a value")
+        node_count = _node_count(p["value"])
+    assert node_count is not None
+    with runtime.db.session() as session:
+        cluster = find_cluster(session, caller, ident)
+        start_operation(session, cluster, "update", {"node_count": node_count})
+    runtime.wake_engine()
+    return cluster
+
+
+def resize_cluster(
+    runtime: Runtime,
+    caller: Caller,
+    ident: str,
+    node_count: int,
+    nodes_to_remove: list[str] | None = None,
+    nodegroup: str | None = None,
+) -> Cluster:
+    """Queue a resize to `node_count` workers, removing the named workers first.
+
+    `nodes_to_remove` holds node names or uuids; each must be a worker of this
+    cluster. The operation's params carry them as node uuids.
+    """
+    node_count = _node_count(node_count)
+    if nodegroup == MASTER_NODEGROUP:
+        raise InvalidInput("resizing the managers (default-master) is not supported; resize the workers")
+    if nodegroup not in (None, "", WORKER_NODEGROUP):
+        raise InvalidInput(f"Nodegroup {nodegroup} could not be found: floe clusters have {WORKER_NODEGROUP}")
+    wanted = list(dict.fromkeys(nodes_to_remove or []))
+    with runtime.db.session() as session:
+        cluster = find_cluster(session, caller, ident)
+        remove: list[str] = []
+        if wanted:
+            nodes = list(session.scalars(select(Node).where(Node.cluster_id == cluster.id)))
+            by_key = {n.name: n for n in nodes} | {n.uuid: n for n in nodes}
+            for key in wanted:
+                node = by_key.get(key) or by_key.get(key.lower())
+                if node is None:
+                    raise InvalidInput(f"node {key} is not a node of cluster {cluster.name}")
+                if node.role != "worker":
+                    raise InvalidInput(f"node {key} is a {node.role}; only workers can be removed")
+                if node.uuid not in remove:
+                    remove.append(node.uuid)
+            if len(remove) > cluster.node_count - node_count:
+                raise InvalidInput(
+                    f"nodes_to_remove names {len(remove)} node(s) but resizing from {cluster.node_count} "
+                    f"to {node_count} removes {max(cluster.node_count - node_count, 0)}"
+                )
+        start_operation(session, cluster, "update", {"node_count": node_count, "nodes_to_remove": remove})
+    runtime.wake_engine()
+    return cluster
+
+
+def delete_cluster(runtime: Runtime, caller: Caller, ident: str) -> None:
+    """Queue the deletion of a cluster (it supersedes whatever operation runs)."""
+    with runtime.db.session() as session:
+        cluster = find_cluster(session, caller, ident)
+        start_operation(session, cluster, "delete")
+    runtime.wake_engine()
+
+
+# ---------------------------------------------------------------------------
+# Certificates
+
+
+def _ca(cluster: Cluster) -> tuple[str, str]:
+    if not cluster.ca_cert_pem or not cluster.ca_key_pem:
+        raise Conflict(
+            f"cluster {cluster.name} is still being created: its certificate authority does not exist yet"
+        )
+    return cluster.ca_cert_pem, cluster.ca_key_pem
+
+
+def get_ca_certificate(db: Database, caller: Caller, ident: str) -> tuple[str, str]:
+    """(cluster uuid, CA certificate PEM) of one of the caller's clusters."""
+    with db.session() as session:
+        cluster = find_cluster(session, caller, ident)
+        return cluster.uuid, _ca(cluster)[0]
+
+
+def sign_certificate(db: Database, caller: Caller, ident: str, csr_pem: str) -> tuple[str, str]:
+    """(cluster uuid, client certificate PEM) signed by the cluster's CA from `csr_pem`."""
+    with db.session() as session:
+        cluster = find_cluster(session, caller, ident)
+        ca_cert, ca_key = _ca(cluster)
+    try:
+        return cluster.uuid, pki.sign_csr(ca_cert, ca_key, csr_pem)
+    except pki.CSRError as exc:
+        raise InvalidInput(str(exc)) from None
