@@ -51,10 +51,12 @@ class FloeServer:
         self.proc: subprocess.Popen | None = None
         self.log = home / "server.log"
 
-    def start(self) -> None:
+    def start(self, **extra_env: str) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
         logf = open(self.log, "ab")  # noqa: SIM115 - lives as long as the process
-        self.proc = subprocess.Popen([FLOE, "server"], env=self.env, stdout=logf, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [FLOE, "server"], env={**self.env, **extra_env}, stdout=logf, stderr=subprocess.STDOUT
+        )
         end = time.monotonic() + 60
         while time.monotonic() < end:
             if self.proc.poll() is not None:
@@ -66,6 +68,11 @@ class FloeServer:
                 pass
             time.sleep(0.1)
         raise RuntimeError("floe server did not answer in 60 s")
+
+    def wait_exit(self, timeout: float = 120) -> int:
+        """Wait for the server to die on its own (a failpoint kills it)."""
+        assert self.proc is not None
+        return self.proc.wait(timeout=timeout)
 
     def kill9(self) -> None:
         if self.proc and self.proc.poll() is None:

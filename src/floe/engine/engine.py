@@ -28,6 +28,7 @@ from sqlalchemy import or_, select, update
 from floe.coe.base import COEDriver
 from floe.db.base import utcnow
 from floe.db.models import Cluster, Operation
+from floe.engine import failpoints
 from floe.engine.context import StepContext
 from floe.engine.errors import DeadlineExceeded, LeaseLost, PermanentError, TemporaryError
 from floe.engine.pipelines import FAILED, PIPELINES
@@ -235,7 +236,9 @@ class Engine:
                         update(Cluster).where(Cluster.id == ctx.cluster_id)
                         .values(status_reason=f"step {step.name}: {step.title}")
                     )
+                failpoints.hit(ctx.kind, step.name, "before")
                 self._run_step(ctx, step)
+                failpoints.hit(ctx.kind, step.name, "after")
                 done.append(step.name)
                 log.info("op %s %s step %s done at %.2fs", op_id, ctx.kind, step.name, time.monotonic() - t0)
                 if ctx.kind == "delete" and step.name == "release":
