@@ -12,6 +12,9 @@ def _default_home() -> Path:
     return Path(os.environ.get("FLOE_HOME") or Path.home() / ".local/share/floe")
 
 
+PROVIDERS = ("local", "simulated")
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the server needs to know about where it keeps state and what it may use."""
@@ -27,6 +30,11 @@ class Settings:
     engine_workers: int = 8
     lease_seconds: float = 15.0
     health_interval: float = 5.0
+    # Where nodes come from: "local" (namespaces + dockerd) or "simulated" (nodes that only
+    # "boot" after sim_boot_delay seconds; the COE steps take sim_coe_delay), for scale tests.
+    provider: str = "local"
+    sim_boot_delay: float = 0.0
+    sim_coe_delay: float = 0.0
 
     @property
     def db_url(self) -> str:
@@ -66,8 +74,16 @@ class Settings:
             values["registry_port"] = int(env["FLOE_REGISTRY_PORT"])
         if env.get("FLOE_ENGINE_WORKERS"):
             values["engine_workers"] = int(env["FLOE_ENGINE_WORKERS"])
+        if env.get("FLOE_PROVIDER"):
+            values["provider"] = env["FLOE_PROVIDER"]
+        if env.get("FLOE_SIM_BOOT_DELAY"):
+            values["sim_boot_delay"] = float(env["FLOE_SIM_BOOT_DELAY"])
+        if env.get("FLOE_SIM_COE_DELAY"):
+            values["sim_coe_delay"] = float(env["FLOE_SIM_COE_DELAY"])
         values.update(overrides)
         settings = cls(**values)
+        if settings.provider not in PROVIDERS:
+            raise ValueError(f"FLOE_PROVIDER {settings.provider!r} is unknown: use one of {', '.join(PROVIDERS)}")
         net = settings.network
         if net.prefixlen > 16:
             raise ValueError(f"FLOE_ADDRESS_RANGE {settings.address_range} is too small: use a /16 or larger")

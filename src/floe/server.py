@@ -20,6 +20,29 @@ def local_provider(settings: Settings):
     return LocalProvider(settings.home, str(infra_subnet(settings.network)), settings.registry_port)
 
 
+def simulated_provider(settings: Settings):
+    from floe.providers.simulated import SimulatedProvider
+    from floe.services.ipam import infra_subnet
+
+    return SimulatedProvider(
+        settings.home, str(infra_subnet(settings.network)), settings.registry_port, settings.sim_boot_delay
+    )
+
+
+def make_provider(settings: Settings):
+    """The infra provider FLOE_PROVIDER names (local by default)."""
+    return simulated_provider(settings) if settings.provider == "simulated" else local_provider(settings)
+
+
+def engine_drivers(settings: Settings):
+    """The engine's COE drivers: None means the real ones; simulated nodes get the simulated driver."""
+    if settings.provider != "simulated":
+        return None
+    from floe.coe.simulated import simulated_drivers
+
+    return simulated_drivers(settings.sim_coe_delay)
+
+
 def build_runtime(settings: Settings, provider=None, *, engine: bool = True) -> Runtime:
     """Open the database (migrating it), reserve floe's infra addresses, wire provider and engine."""
     from floe.engine.engine import Engine
@@ -32,7 +55,7 @@ def build_runtime(settings: Settings, provider=None, *, engine: bool = True) -> 
         ipam.ensure_infra(s, settings.network)
     runtime = Runtime(settings=settings, db=db, provider=provider)
     if engine:
-        runtime.engine = Engine(runtime)
+        runtime.engine = Engine(runtime, engine_drivers(settings))
     return runtime
 
 
@@ -44,15 +67,20 @@ def serve(settings: Settings | None = None) -> None:
     from floe.services.identity import bootstrap_admin
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if os.geteuid() != 0:
+    settings = settings or Settings.from_env()
+    if os.geteuid() != 0 and settings.provider == "local":
         sys.exit("error: floe server needs root: it creates network namespaces, bridges, iptables rules "
                  "and mounts, and starts a dockerd per node (run it with sudo)")
-    settings = settings or Settings.from_env()
-    provider = local_provider(settings)
+    provider = make_provider(settings)
     provider.check()
     runtime = build_runtime(settings, provider)
     if bootstrap_admin(runtime.db, settings.admin_token_file):
         log.info("admin token written to %s (readable only by its owner)", settings.admin_token_file)
+    from floe.services.maintenance import recover_clusters
+
+    recovering = recover_clusters(runtime)
+    if recovering:
+        log.info("repairing clusters whose nodes are not running: %s", ", ".join(recovering))
     health = HealthMonitor(runtime, runtime.engine.drivers)
     runtime.engine.start()
     health.start()

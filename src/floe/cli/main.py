@@ -172,15 +172,21 @@ def cleanup(
         bool,
         typer.Option(
             "--all",
-            help="Remove every floe object on this host, without a server (clusters, networks, state).",
+            help="Remove everything of this FLOE_HOME, without a server (clusters, networks, registry).",
         ),
+    ] = False,
+    host_wide: Annotated[
+        bool,
+        typer.Option("--host-wide", help="With --all: every floe object on this host, whatever its FLOE_HOME."),
     ] = False,
 ) -> None:
     """Remove leftovers the server no longer tracks (admin); --all purges everything locally."""
+    if host_wide and not all_:
+        raise typer.BadParameter("--host-wide goes with --all")
     if all_:
         from floe.cleanup import purge_all_local
 
-        removed: list[str] = list(purge_all_local())
+        removed: list[str] = list(purge_all_local(host_wide=host_wide))
     else:
         with _client() as client:
             removed = client.cleanup()

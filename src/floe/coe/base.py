@@ -17,6 +17,10 @@ if TYPE_CHECKING:
     from floe.providers.base import InfraProvider
 
 
+#: The reason a driver gives for a node whose machine (process) is gone; auto-healing acts on it.
+NOT_RUNNING = "node process is not running"
+
+
 @dataclass(frozen=True)
 class NodeHealth:
     name: str

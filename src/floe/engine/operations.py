@@ -12,7 +12,13 @@ from floe.db.models import Cluster, Operation
 from floe.services.errors import Conflict
 
 ACTIVE = ("pending", "running")
-IN_PROGRESS = {"create": "CREATE_IN_PROGRESS", "update": "UPDATE_IN_PROGRESS", "delete": "DELETE_IN_PROGRESS"}
+# A repair (nodes brought back after a host restart or a node failure) is an update to Magnum's clients.
+IN_PROGRESS = {
+    "create": "CREATE_IN_PROGRESS",
+    "update": "UPDATE_IN_PROGRESS",
+    "repair": "UPDATE_IN_PROGRESS",
+    "delete": "DELETE_IN_PROGRESS",
+}
 
 
 def active_operation(session: Session, cluster: Cluster) -> Operation | None:
@@ -45,6 +51,6 @@ def start_operation(session: Session, cluster: Cluster, kind: str, params: dict 
         op.deadline_at = utcnow() + timedelta(minutes=cluster.create_timeout or 60)
     session.add(op)
     cluster.status = IN_PROGRESS[kind]
-    cluster.status_reason = f"{kind} queued"
+    cluster.status_reason = f"{kind} queued" + (f": {params['reason']}" if params and params.get("reason") else "")
     session.flush()
     return op

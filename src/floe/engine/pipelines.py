@@ -30,6 +30,17 @@ def update_pipeline(driver: COEDriver) -> list[Step]:
     ]
 
 
+def repair_pipeline(driver: COEDriver) -> list[Step]:
+    """Bring back nodes that are not running (host restart, dead node) from their stored state."""
+    return [
+        Step("registry", steps.ensure_registry, "start the image registry"),
+        Step("network", steps.ensure_network, "restore the cluster network"),
+        Step("nodes", steps.start_nodes, "restart nodes that are not running"),
+        *driver.grow_steps(),
+        Step("finish", lambda ctx: steps.finish(ctx, "UPDATE_COMPLETE"), "record the cluster's addresses"),
+    ]
+
+
 def delete_pipeline(driver: COEDriver) -> list[Step]:
     return [
         Step("nodes", steps.delete_nodes, "stop the nodes"),
@@ -39,5 +50,10 @@ def delete_pipeline(driver: COEDriver) -> list[Step]:
     ]
 
 
-PIPELINES = {"create": create_pipeline, "update": update_pipeline, "delete": delete_pipeline}
-FAILED = {"create": "CREATE_FAILED", "update": "UPDATE_FAILED", "delete": "DELETE_FAILED"}
+PIPELINES = {
+    "create": create_pipeline,
+    "update": update_pipeline,
+    "repair": repair_pipeline,
+    "delete": delete_pipeline,
+}
+FAILED = {"create": "CREATE_FAILED", "update": "UPDATE_FAILED", "repair": "UPDATE_FAILED", "delete": "DELETE_FAILED"}

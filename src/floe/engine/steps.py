@@ -256,6 +256,7 @@ def finish(ctx: StepContext, status: str) -> None:
         c.status = status
         c.status_reason = f"{ctx.kind} complete: {len(managers)} manager(s), {len(workers)} worker(s) ready"
         c.health_status = "HEALTHY"
+        c.health_status_reason = {"api": "ok", **{f"{n.name}.Ready": "True" for n in managers + workers}}
 
 
 # --- teardown ---------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy import select
 
-from floe.coe.base import COEDriver
+from floe.coe.base import NOT_RUNNING, COEDriver
 from floe.db.models import Cluster, Node, Operation
 from floe.engine.steps import NodeRef
 from floe.runtime import Runtime
@@ -67,6 +67,7 @@ class HealthMonitor:
             return
         report = driver.health(self.runtime.provider, tag, nodes)
         by_name = {h.name: h for h in report.nodes}
+        healing = False
         with self.runtime.db.session() as s:
             cluster = s.get(Cluster, cluster_id)
             if cluster is None or cluster.status not in SETTLED:
@@ -81,6 +82,19 @@ class HealthMonitor:
                 reason[f"{n.name}.Ready"] = "True" if h.healthy else f"False: {h.reason}"
             cluster.health_status = "HEALTHY" if report.healthy else "UNHEALTHY"
             cluster.health_status_reason = reason
+            dead = [h.name for h in report.nodes if not h.healthy and h.reason == NOT_RUNNING]
+            if dead and _auto_healing(cluster.labels):
+                from floe.engine.operations import active_operation, start_operation
+
+                if active_operation(s, cluster) is None:
+                    start_operation(s, cluster, "repair", {"reason": f"auto-healing {', '.join(dead)}"})
+                    healing = True
+        if healing:
+            self.runtime.wake_engine()
+
+
+def _auto_healing(labels: dict | None) -> bool:
+    return str((labels or {}).get("auto_healing_enabled", "false")).lower() == "true"
 
 
 def _is_manager(name: str, nodes: list[NodeRef]) -> bool:

@@ -113,8 +113,12 @@ class InfraProvider(abc.ABC):
         """A docker SDK client driving this node's daemon."""
 
     @abc.abstractmethod
-    def host_cluster_tags(self) -> set[str]:
-        """Tags of every cluster that has anything on this host (for orphan cleanup)."""
+    def owned_cluster_tags(self) -> set[str]:
+        """Tags of every cluster of this floe (its state directory) with anything on the host.
+
+        Orphan cleanup compares these with the database; another floe's clusters on the same
+        host (another state directory) are never this floe's orphans.
+        """
 
     @abc.abstractmethod
     def purge_cluster(self, cluster_tag: str) -> list[str]:

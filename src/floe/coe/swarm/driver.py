@@ -10,7 +10,7 @@ import time
 
 import docker.errors
 
-from floe.coe.base import ClusterHealth, COEDriver, NodeHealth
+from floe.coe.base import NOT_RUNNING, ClusterHealth, COEDriver, NodeHealth
 from floe.engine.context import StepContext
 from floe.engine.errors import PermanentError, TemporaryError
 from floe.engine.steps import ClusterRef, NodeRef, Step, load, node_info
@@ -240,7 +240,7 @@ class SwarmDriver(COEDriver):
             sn = state.get(n.name)
             info = provider.node_info(cluster_tag, n.name)
             if info is None or not info.running:
-                reports[n.name] = NodeHealth(n.name, False, "node process is not running")
+                reports[n.name] = NodeHealth(n.name, False, NOT_RUNNING)
             elif sn is None:
                 reports[n.name] = NodeHealth(n.name, False, "not a member of the swarm")
             elif sn["Status"]["State"] != "ready":

@@ -168,6 +168,9 @@ class LocalProvider(InfraProvider, ProviderWithImageImport):
             raise ProviderError(f"gateway {gateway} is not a host address of {subnet}")
         bridge = naming.bridge_name(tag)
         with self._lock("network", tag):
+            # The cluster's directory comes first: it is what marks every later host object of
+            # the cluster as this home's (owned_cluster_tags), even if floe dies right after.
+            (self.nodes_dir / tag).mkdir(parents=True, exist_ok=True, mode=0o700)
             netns.ensure_link(bridge, "bridge", str(gateway), subnet.prefixlen)
             firewall.ensure(self._network_rules(bridge), naming.comment(tag), top=True)
 
@@ -335,6 +338,9 @@ class LocalProvider(InfraProvider, ProviderWithImageImport):
             shutil.rmtree(self._registry_paths.dir, ignore_errors=True)
             removed.append(f"directory {self._registry_paths.dir}")
         return removed
+
+    def owned_cluster_tags(self) -> set[str]:
+        return self.home_cluster_tags()
 
     def home_cluster_tags(self) -> set[str]:
         """Tags of the clusters with a directory or a running node under this home."""
