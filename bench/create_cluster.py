@@ -6,7 +6,7 @@ dockerd each started in parallel (the same recipe as the local provider, without
 
     sudo .venv/bin/python bench/create_cluster.py [--sizes 1,2,4,8,16,32] [--out docs/benchmarks.md]
 
-Addresses come from 10.190.0.0/16 (floe) and 10.191.0.0/16 (lower bound).
+Addresses come from 10.192.0.0/12 (floe) and 10.191.0.0/16 (lower bound).
 """
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ class Server:
         self.home = home
         self.url = "http://127.0.0.1:9599"
         self.env = {**os.environ, "FLOE_HOME": str(home), "FLOE_PORT": "9599", "FLOE_URL": self.url,
-                    "FLOE_ADDRESS_RANGE": "10.190.0.0/16"}
+                    "FLOE_ADDRESS_RANGE": "10.192.0.0/12"}
         self.proc = subprocess.Popen([FLOE, "server"], env=self.env, stdout=open(home / "server.log", "wb"),
                                      stderr=subprocess.STDOUT)
         for _ in range(300):

@@ -3,7 +3,7 @@ at once, and a 64-node create — on a real `floe server` with the local provide
 
     sudo .venv/bin/python bench/lifecycle.py [--big 32] [--huge 64] [--parallel 10]
 
-Addresses come from 10.190.0.0/16.
+Addresses come from 10.192.0.0/12.
 """
 
 from __future__ import annotations

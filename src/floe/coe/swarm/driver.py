@@ -175,24 +175,20 @@ class SwarmDriver(COEDriver):
             except docker.errors.APIError:
                 pass  # already gone or changed: leaving below settles it
 
-        def leave(node: NodeRef) -> None:
-            info = ctx.provider.node_info(cluster.tag, node.name)
-            if info is not None and info.running:
-                try:
-                    ctx.docker(info).swarm.leave(force=True)
-                except docker.errors.APIError:
-                    pass
+        def forget(node: NodeRef) -> None:
+            sn = by_host.get(node.name)
+            if sn is None:
+                return
+            try:
+                # Forced: the node is stopped right after, so asking it to leave first would only
+                # cost time (its swarm components shut down slowly).
+                manager.api.remove_node(sn["ID"], force=True)
+            except docker.errors.NotFound:
+                pass
 
         ctx.parallel(drain, nodes)
         self._wait_drained(ctx, manager, [by_host[n.name]["ID"] for n in nodes if n.name in by_host])
-        ctx.parallel(leave, nodes)
-        for n in nodes:
-            sn = by_host.get(n.name)
-            if sn is not None:
-                try:
-                    manager.api.remove_node(sn["ID"], force=True)
-                except docker.errors.NotFound:
-                    pass
+        ctx.parallel(forget, nodes)
 
     @staticmethod
     def _wait_drained(ctx: StepContext, manager, node_ids: list[str], limit: float = 30.0) -> None:
