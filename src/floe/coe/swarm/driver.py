@@ -19,6 +19,7 @@ from floe.providers.base import InfraProvider
 SWARM_PORT = 2377
 JOIN_BATCH = 8
 POLL = 0.1
+REJOIN_AFTER = 15.0
 
 
 def _swarm_state(client) -> dict:
@@ -91,8 +92,8 @@ class SwarmDriver(COEDriver):
     def _join_one(self, ctx: StepContext, cluster: ClusterRef, node: NodeRef, token: str, remotes: list[str]) -> None:
         client = ctx.docker(node_info(ctx, cluster, node))
         state = _swarm_state(client).get("LocalNodeState")
-        if state == "active":
-            return
+        if state in ("active", "pending"):
+            return  # joined, or joining in the background: swarm_ready waits for it
         if state in ("error", "locked"):
             client.swarm.leave(force=True)
         try:
@@ -103,7 +104,9 @@ class SwarmDriver(COEDriver):
                 advertise_addr=node.address,
             )
         except docker.errors.APIError as exc:
-            if "already part of a swarm" in str(exc):
+            # On a busy host a join can outlast dockerd's own wait; it goes on in the background
+            # and swarm_ready waits for the node (bounded by the operation's deadline).
+            if "already part of a swarm" in str(exc) or "attempt to join the swarm will continue" in str(exc):
                 return
             raise TemporaryError(f"{node.name} could not join the swarm: {exc.explanation}") from exc
 
@@ -113,6 +116,7 @@ class SwarmDriver(COEDriver):
         manager = self._a_manager(ctx, cluster, nodes)
         ready: dict[str, str] = {}
         last_report = 0.0
+        last_rejoin = time.monotonic()
         while True:
             ready.clear()
             for sn in manager.api.nodes():
@@ -127,6 +131,9 @@ class SwarmDriver(COEDriver):
                 missing = sorted(set(live) - set(ready))
                 waiting = ", ".join(missing[:5])
                 ctx.progress(f"step {ctx.step}: {len(ready)}/{len(live)} nodes Ready (waiting for {waiting})")
+            if time.monotonic() - last_rejoin > REJOIN_AFTER:
+                last_rejoin = time.monotonic()
+                self._rejoin_stuck(ctx, cluster, [live[n] for n in live if n not in ready], nodes)
             time.sleep(POLL)
         self._forget_stale(manager, set(ready.values()), set(live))
         from floe.db.models import Node  # local import keeps the driver's module graph small
@@ -137,6 +144,24 @@ class SwarmDriver(COEDriver):
                 n.state = "ready"
                 n.health_status = "HEALTHY"
                 n.health_reason = ""
+
+    def _rejoin_stuck(self, ctx: StepContext, cluster: ClusterRef, missing: list[NodeRef], nodes: list[NodeRef]):
+        """A join that failed for good (e.g. the manager too busy to hand out its CA in time) leaves
+        the node in 'error' and swarm does not retry it: join such nodes again."""
+        with ctx.session() as s:
+            tokens = dict(ctx.cluster(s).coe_state or {})
+        remotes = [f"{m.address}:{SWARM_PORT}" for m in _managers(nodes)]
+
+        def one(node: NodeRef) -> None:
+            try:
+                client = ctx.docker(node_info(ctx, cluster, node))
+                if _swarm_state(client).get("LocalNodeState") in ("error", "inactive"):
+                    token = tokens["manager_token" if node.role == "manager" else "worker_token"]
+                    self._join_one(ctx, cluster, node, token, remotes[:1])
+            except (TemporaryError, docker.errors.DockerException):
+                pass  # still not ready: the next round tries again, the deadline bounds it
+
+        ctx.parallel(one, missing, limit=JOIN_BATCH)
 
     @staticmethod
     def _forget_stale(manager, ready_ids: set[str], names: set[str]) -> None:
