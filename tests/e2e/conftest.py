@@ -21,7 +21,9 @@ import pytest
 VENV_BIN = Path(sys.executable).parent
 FLOE = str(VENV_BIN / "floe")
 DOCKER = "/usr/bin/docker"
-RANGE = "10.180.0.0/16"
+RANGE = os.environ.get("FLOE_E2E_RANGE", "10.180.0.0/16")  # another /16 lets two runs share a host
+PREFIX = RANGE.rsplit(".", 2)[0] + "."  # "10.180."
+INFRA_IP = PREFIX + "0.1"
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="end-to-end tests need root (namespaces, dockerd)")
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import FloeServer, objects_of
+from tests.e2e.conftest import INFRA_IP, FloeServer, objects_of
 from tests.e2e.test_swarm_cluster import _tag, docker, docker_env, swarm_nodes
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]
@@ -65,11 +65,11 @@ def simulate_reboot(server: FloeServer) -> None:
         name = ln.split(":")[1].strip().split("@")[0]
         if any(t in name for t in tags):
             subprocess.run(["ip", "link", "del", name], capture_output=True)
-    infra = subprocess.run(["ip", "-o", "addr", "show", "to", "10.180.0.1"], capture_output=True, text=True).stdout
+    infra = subprocess.run(["ip", "-o", "addr", "show", "to", INFRA_IP], capture_output=True, text=True).stdout
     if infra:
         subprocess.run(["ip", "link", "del", infra.split()[1]], check=True)
     for rule in subprocess.run(["iptables", "-w", "-S"], capture_output=True, text=True).stdout.splitlines():
-        if any(f"floe:{t}" in rule for t in tags) or "10.180.0.1/32" in rule:
+        if any(f"floe:{t}" in rule for t in tags) or f"{INFRA_IP}/32" in rule:
             subprocess.run(["iptables", "-w", *shlex.split(rule.replace("-A ", "-D ", 1))], check=True)
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import DOCKER, FloeServer, host_objects, objects_of
+from tests.e2e.conftest import DOCKER, INFRA_IP, PREFIX, FloeServer, host_objects, objects_of
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]
 
@@ -56,7 +56,7 @@ def test_cluster_lifecycle_with_native_docker(server: FloeServer, template: str,
     c = server.cluster("c1")
     assert c["status"] == "CREATE_COMPLETE", c
     assert len(c["master_addresses"]) == 1 and len(c["node_addresses"]) == 2
-    assert c["api_address"].startswith("tcp://10.180.") and c["api_address"].endswith(":2376")
+    assert c["api_address"].startswith(f"tcp://{PREFIX}") and c["api_address"].endswith(":2376")
     assert c["coe_version"]
 
     env = docker_env(server, "c1", tmp_path)
@@ -204,9 +204,9 @@ def test_cleanup_all_removes_floe_from_the_host(server: FloeServer):
     objs = host_objects(server.home)
     assert not any(objs.values()), objs
     rules = subprocess.run(["iptables", "-w", "-S"], capture_output=True, text=True).stdout
-    assert "10.180.0.1" not in rules
+    assert INFRA_IP not in rules
     addrs = subprocess.run(["ip", "-o", "addr"], capture_output=True, text=True).stdout
-    assert "10.180." not in addrs
+    assert PREFIX not in addrs
     assert not (server.home / "registry").exists()
 
 
