@@ -4,14 +4,16 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := curl docker.io docker-registry busybox-static skopeo iproute2 iptables procps python3-venv
+APT_PACKAGES := curl docker.io docker-registry busybox-static skopeo iproute2 iptables procps python3-venv postgresql
+# Only for the benchmarks (make bench-scale): wrk loads the API.
+BENCH_APT_PACKAGES := wrk
 
-.PHONY: install apt venv demo demo-clean test bench lint
+.PHONY: install apt venv demo demo-clean test bench bench-scale lint
 
 install: apt venv
 
 apt:
-	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	@missing=""; for p in $(APT_PACKAGES) $(EXTRA_APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
@@ -20,7 +22,7 @@ apt:
 venv:
 	@test -x $(PY) || python3 -m venv $(VENV)
 	@$(PY) -m pip install -q --upgrade pip >/dev/null
-	@$(PY) -m pip install -q -e '.[test]'
+	@$(PY) -m pip install -q -e '.[test,postgres]'
 
 demo: install
 	@bash scripts/demo.sh
@@ -28,11 +30,20 @@ demo: install
 demo-clean:
 	@bash scripts/demo.sh --clean
 
+# Every test that supports it runs on SQLite and on a throwaway PostgreSQL server as well.
 test: install
-	$(VENV)/bin/pytest -ra
+	bash scripts/test-postgres.sh $(VENV)/bin/pytest -ra
 
 bench: install
 	$(PY) bench/create_cluster.py
+
+# Control plane (simulated provider) and API load, each on SQLite and on PostgreSQL.
+bench-scale: install
+	@$(MAKE) --no-print-directory apt EXTRA_APT_PACKAGES="$(BENCH_APT_PACKAGES)"
+	$(PY) bench/control_plane.py
+	bash scripts/test-postgres.sh sh -c '$(PY) bench/control_plane.py --database-url "$$FLOE_TEST_POSTGRES_URL"'
+	$(PY) bench/api_load.py
+	bash scripts/test-postgres.sh sh -c '$(PY) bench/api_load.py --database-url "$$FLOE_TEST_POSTGRES_URL"'
 
 lint:
 	$(VENV)/bin/ruff check src tests bench

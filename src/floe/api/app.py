@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 
@@ -12,6 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from floe import __version__
 from floe.api import versions
+from floe.api.cache import ApiCaches, cacheable
 from floe.api.errors import error_document, error_response, install_error_handlers
 from floe.api.routers import certificates, clusters, clustertemplates, maintenance, nodes
 from floe.runtime import Runtime
@@ -49,6 +51,8 @@ class FloeMiddleware:
 
     def __init__(self, app: ASGIApp):
         self.app = app
+        # Cluster reads being built now, by key: (data version they started at, their answer).
+        self._flights: dict[tuple, tuple[int, asyncio.Future]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -76,6 +80,9 @@ class FloeMiddleware:
                 refusal = await self._check_v1(scope, state, headers)
                 if refusal is not None:
                     await refusal(scope, receive, send_with_headers)
+                    return
+                if cacheable(scope):
+                    await self._cached(scope, receive, send_with_headers)
                     return
             await self.app(scope, receive, send_with_headers)
         except Exception:
@@ -106,14 +113,64 @@ class FloeMiddleware:
             return None
         # Authenticate before routing or reading the body, as keystonemiddleware does for
         # Magnum: without a valid token nothing else is revealed.
-        runtime = scope["app"].state.runtime
-        try:
-            state["caller"] = await run_in_threadpool(
-                identity.authenticate, runtime.db, _header(scope, b"x-auth-token")
-            )
-        except NotAuthorized as exc:
-            return error_response(401, exc.detail, request_id)
+        app_state = scope["app"].state
+        secret = _header(scope, b"x-auth-token")
+        caller = app_state.caches.caller(secret) if secret else None
+        if caller is None:
+            version = app_state.caches.callers.version()
+            try:
+                caller = await run_in_threadpool(identity.authenticate, app_state.runtime.db, secret)
+            except NotAuthorized as exc:
+                return error_response(401, exc.detail, request_id)
+            app_state.caches.callers.put(secret, caller, version)
+        state["caller"] = caller
         return None
+
+    async def _cached(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A cluster read: the kept answer if nothing changed since it was built, else a fresh one (kept)."""
+        answers = scope["app"].state.caches.answers
+        state = scope["state"]
+        # Everything the answer depends on: who asks, what, in which version, and the base URL
+        # its links are made of.
+        key = (state["caller"], scope["path"], scope.get("query_string", b""), state["api_version"],
+               scope.get("scheme"), _header(scope, b"host"), scope.get("root_path", ""))
+        kept = answers.get(key)
+        version = answers.version()
+        flight = self._flights.get(key)
+        if kept is None and flight is not None and flight[0] == version:
+            # The same read is being built from data as fresh as this request's: share it
+            # (a burst of polls after a change builds the answer once, not once per poll).
+            kept = await asyncio.shield(flight[1])
+        if kept is not None:
+            status, response_headers, body = kept
+            await send({"type": "http.response.start", "status": status, "headers": response_headers})
+            await send({"type": "http.response.body", "body": body})
+            return
+        done: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._flights[key] = (version, done)
+        start: Message = {}
+        body_parts: list[bytes] = []
+
+        async def keep(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                start.update(message)
+            elif message["type"] == "http.response.body":
+                body_parts.append(message.get("body", b""))
+                if not message.get("more_body") and start.get("status") == 200:
+                    body = b"".join(body_parts)
+                    answer = (200, list(start.get("headers", [])), body)
+                    answers.put(key, answer, version, size=len(body))
+                    if not done.done():
+                        done.set_result(answer)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, keep)
+        finally:
+            if self._flights.get(key, (None, done))[1] is done:
+                del self._flights[key]
+            if not done.done():
+                done.set_result(None)  # an error or a refusal: those waiting build their own
 
 
 def create_app(runtime: Runtime) -> FastAPI:
@@ -125,6 +182,7 @@ def create_app(runtime: Runtime) -> FastAPI:
         redirect_slashes=False,
     )
     app.state.runtime = runtime
+    app.state.caches = ApiCaches(runtime.db.engine)
     install_error_handlers(app)
     app.include_router(versions.router)
     app.include_router(clustertemplates.router)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from floe.db.base import utcnow
@@ -26,6 +26,18 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+# Built once: these run several times per step of every operation, and building and
+# hashing a statement costs more than executing it. Run through Core (no ORM bookkeeping).
+_RENEW = (
+    update(Operation)
+    .where(Operation.id == bindparam("op_id"), Operation.lease_owner == bindparam("owner"),
+           Operation.state == "running")
+    .values(lease_expires_at=bindparam("expires"))
+)
+_LOCK_CLUSTER = select(Cluster.id).where(Cluster.id == bindparam("cluster_id")).with_for_update()
+_HOLDER = select(Operation.lease_owner, Operation.state).where(Operation.id == bindparam("op_id"))
+_PROGRESS = update(Cluster).where(Cluster.id == bindparam("cluster_id")).values(status_reason=bindparam("text"))
 
 
 @dataclass
@@ -49,18 +61,36 @@ class StepContext:
     def session(self) -> Iterator[Session]:
         """A short transaction that commits only while this worker still holds the lease.
 
-        The lease row is updated first, so on PostgreSQL it stays locked until commit and a
-        concurrent supersede waits; on SQLite the transaction holds the database's write lock.
+        The lease row is updated first (after the cluster's row is locked, on PostgreSQL), so it
+        stays locked until commit and a concurrent supersede waits; on SQLite the transaction
+        holds the database's write lock.
         """
         with self.runtime.db.session() as s:
+            if s.get_bind().dialect.name != "sqlite":
+                # The cluster's row before the operation's, in the order API requests take them
+                # (start_operation): the other order deadlocks with a delete superseding this step.
+                s.connection().execute(_LOCK_CLUSTER, {"cluster_id": self.cluster_id})
             self._renew(s)
             yield s
 
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A read-only session for a step's reads; raises LeaseLost as `session` would, writes nothing.
+
+        Reading needs no write lock (SQLite has one for the whole database), so many workers
+        can plan at once; a superseded operation still stops at its next read.
+        """
+        with self.runtime.db.session() as s:
+            row = s.connection().execute(_HOLDER, {"op_id": self.op_id}).first()
+            if row is None or row.lease_owner != self.owner or row.state != "running":
+                raise LeaseLost(f"operation {self.op_id} is no longer ours")
+            yield s
+
     def _renew(self, s: Session) -> None:
-        res = s.execute(
-            update(Operation)
-            .where(Operation.id == self.op_id, Operation.lease_owner == self.owner, Operation.state == "running")
-            .values(lease_expires_at=utcnow() + timedelta(seconds=self.lease_seconds))
+        res = s.connection().execute(
+            _RENEW,
+            {"op_id": self.op_id, "owner": self.owner,
+             "expires": utcnow() + timedelta(seconds=self.lease_seconds)},
         )
         if res.rowcount != 1:
             s.rollback()
@@ -80,7 +110,7 @@ class StepContext:
 
     def progress(self, text: str) -> None:
         with self.session() as s:
-            s.execute(update(Cluster).where(Cluster.id == self.cluster_id).values(status_reason=text))
+            s.connection().execute(_PROGRESS, {"cluster_id": self.cluster_id, "text": text})
 
     def save_params(self, **values: Any) -> None:
         self.params.update(values)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from floe.db.base import utcnow
 from floe.db.models import Cluster, Operation
-from floe.services.errors import Conflict
+from floe.services.errors import Conflict, NotFound
 
 ACTIVE = ("pending", "running")
 # A repair (nodes brought back after a host restart or a node failure) is an update to Magnum's clients.
@@ -34,6 +34,16 @@ def start_operation(session: Session, cluster: Cluster, kind: str, params: dict 
     A delete supersedes whatever runs; the worker holding that operation notices at
     its next step and stops, and the delete cleans up what it left.
     """
+    # Take the cluster's lock first, with a write that changes nothing: on SQLite it takes the
+    # database's write lock, on PostgreSQL the row's. Two requests for one cluster then cannot
+    # both find it idle, and like the engine's sessions (StepContext.session) this locks the
+    # cluster before its operation, so a delete superseding a running step cannot deadlock.
+    locked = session.execute(
+        update(Cluster).where(Cluster.id == cluster.id).values(status=Cluster.status)
+        .execution_options(synchronize_session=False)
+    )
+    if locked.rowcount != 1:  # a delete finished between the caller's lookup and now
+        raise NotFound(f"Cluster {cluster.name} could not be found.")
     current = active_operation(session, cluster)
     if current is not None:
         if kind != "delete":

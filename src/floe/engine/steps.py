@@ -72,7 +72,8 @@ class ClusterRef:
 
 
 def load(ctx: StepContext, states: tuple[str, ...] | None = None) -> tuple[ClusterRef, list[NodeRef]]:
-    with ctx.session() as s:
+    """The cluster and its nodes (in `states`), read without taking the write lock."""
+    with ctx.read() as s:
         c = ctx.cluster(s)
         return ClusterRef.of(c), [NodeRef.of(n) for n in ctx.nodes(s, states)]
 
@@ -98,7 +99,8 @@ def plan_nodes(ctx: StepContext, masters: int, workers: int) -> None:
         rng = settings.network
         if c.subnet is None:
             ipam.ensure_infra(s, rng)
-            (net,) = ipam.allocate(s, rng, ipam.CLUSTER_NET_PREFIX, "cluster-net", c.uuid)
+            net_prefix = ipam.cluster_net_prefix(masters + workers)
+            (net,) = ipam.allocate(s, rng, net_prefix, "cluster-net", c.uuid)
             (pool,) = ipam.allocate(s, rng, ipam.SWARM_POOL_PREFIX, "swarm-pool", c.uuid)
             c.subnet, c.swarm_pool = str(net), str(pool)
         if c.ca_cert_pem is None:

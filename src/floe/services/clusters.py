@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from floe import pki
 from floe.db.models import Cluster, ClusterTemplate, Node
@@ -131,9 +131,22 @@ def merge_labels(template_labels: dict, labels: dict | None, merge: bool) -> dic
 # Queries
 
 
-def find_cluster(session: Session, caller: Caller, ident: str) -> Cluster:
-    """A cluster of the caller's project by uuid or name; NotFound otherwise (other projects' too)."""
+# What no answer shows (the CA, swarm join tokens, host bookkeeping): reads for the API skip
+# these columns, the CA key being the bulk of a row.
+_NOT_SHOWN = (
+    defer(Cluster.ca_cert_pem), defer(Cluster.ca_key_pem), defer(Cluster.coe_state),
+    defer(Cluster.subnet), defer(Cluster.swarm_pool), defer(Cluster.host_tag),
+)
+
+
+def find_cluster(session: Session, caller: Caller, ident: str, *, for_display: bool = False) -> Cluster:
+    """A cluster of the caller's project by uuid or name; NotFound otherwise (other projects' too).
+
+    `for_display` leaves out the columns no answer shows (they cannot be read afterwards).
+    """
     base = select(Cluster).where(Cluster.project_id == caller.project_id)
+    if for_display:
+        base = base.options(*_NOT_SHOWN)
     if is_uuid_like(ident):
         cluster = session.scalars(base.where(Cluster.uuid == ident.lower())).first()
         if cluster is not None:
@@ -156,9 +169,9 @@ def _template_labels(session: Session, uuids: set[str]) -> dict[str, dict]:
 
 
 def get_cluster(db: Database, caller: Caller, ident: str) -> ClusterView:
-    """One cluster of the caller's project by uuid or name."""
+    """One cluster of the caller's project by uuid or name, for display (see find_cluster)."""
     with db.session() as session:
-        cluster = find_cluster(session, caller, ident)
+        cluster = find_cluster(session, caller, ident, for_display=True)
         labels = _template_labels(session, {cluster.cluster_template_id})
         return ClusterView(cluster, labels.get(cluster.cluster_template_id, {}))
 
@@ -172,10 +185,10 @@ def list_clusters(
     sort_key: str = "id",
     sort_dir: str = "asc",
 ) -> Page[ClusterView]:
-    """A page of the caller's clusters, Magnum-style (limit, marker uuid, sort_key, sort_dir)."""
+    """A page of the caller's clusters, Magnum-style (limit, marker uuid, sort_key, sort_dir), for display."""
     limit = validate_paging(limit, sort_key, sort_dir, SORT_KEYS)
     with db.session() as session:
-        stmt = select(Cluster).where(Cluster.project_id == caller.project_id)
+        stmt = select(Cluster).where(Cluster.project_id == caller.project_id).options(*_NOT_SHOWN)
         marker_row = None
         if marker is not None:
             marker_row = session.scalars(stmt.where(Cluster.uuid == marker)).first()

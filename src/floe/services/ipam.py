@@ -2,17 +2,21 @@
 
 Layout of the range (default 10.160.0.0/12):
 - the first /24 is floe's infra network (the image registry lives there);
-- each cluster gets a /22 management network and a /20 pool for its swarm's overlay networks;
+- each cluster gets a /22 management network (larger for a cluster of more than 1,021 nodes)
+  and a /20 pool for its swarm's overlay networks;
 - each node gets a /23 for its dockerd: the first /24 is its bridge (bip), the second its address pools.
 Allocations are rows with a unique CIDR, so concurrent allocators can never hand out the same block.
 """
 
 from __future__ import annotations
 
-import ipaddress
+import bisect
+import threading
+import weakref
+from dataclasses import dataclass
 from ipaddress import IPv4Network
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -23,6 +27,14 @@ CLUSTER_NET_PREFIX = 22
 SWARM_POOL_PREFIX = 20
 SWARM_POOL_SUBNET = 24
 NODE_POOL_PREFIX = 23
+
+
+def cluster_net_prefix(nodes: int) -> int:
+    """The management network's prefix for a cluster of `nodes`: /22, or the smallest that holds them."""
+    prefix = CLUSTER_NET_PREFIX
+    while prefix > 8 and (1 << (32 - prefix)) - 3 < nodes:  # network, broadcast and gateway are not nodes'
+        prefix -= 1
+    return prefix
 
 
 def infra_subnet(address_range: IPv4Network) -> IPv4Network:
@@ -38,48 +50,143 @@ def ensure_infra(session: Session, address_range: IPv4Network) -> IPv4Network:
     return net
 
 
-def _free_blocks(taken: list[IPv4Network], address_range: IPv4Network, prefixlen: int, count: int):
-    """The first `count` aligned /prefixlen blocks of the range that overlap nothing taken."""
-    taken = sorted((n for n in taken if n.overlaps(address_range)), key=lambda n: int(n.network_address))
+def _span(cidr: str) -> tuple[int, int]:
+    """First and last address of a CIDR as integers (parsing IPv4Network is too slow for thousands)."""
+    addr, _, plen = cidr.partition("/")
+    a, b, c, d = addr.split(".")
+    start = (int(a) << 24) | (int(b) << 16) | (int(c) << 8) | int(d)
+    return start, start + (1 << (32 - int(plen or 32))) - 1
+
+
+def _gaps_between(spans: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
+    """The free stretches of the IPv4 space around sorted, non-overlapping spans."""
+    gaps = []
+    cursor = 0
+    for start, end in spans:
+        if start > cursor:
+            gaps.append((cursor, start - 1))
+        cursor = max(cursor, end + 1)
+    if cursor <= _LAST:
+        gaps.append((cursor, _LAST))
+    return tuple(gaps)
+
+
+_LAST = (1 << 32) - 1
+
+
+@dataclass(frozen=True)
+class _FreeMap:
+    """What was free when the table had fingerprint `fp`: the gaps between every allocation."""
+
+    fp: tuple[int, int, int]  # (rows, highest id, sum of ids): changes with every insert or delete
+    gaps: tuple[tuple[int, int], ...]
+
+
+# Per database (SQLAlchemy engine): the free map as of its fingerprint. Reading and sorting every
+# allocation on each request made planning O(allocations) in Python, O(N^2) over N clusters; now a
+# request costs one aggregate query, plus a rebuild only when someone else changed the table.
+_free_maps: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_free_maps_lock = threading.Lock()
+
+
+def _fingerprint(session: Session) -> tuple[int, int, int]:
+    rows, top, total = session.execute(
+        select(func.count(), func.max(AddressAllocation.id), func.sum(AddressAllocation.id))
+    ).one()
+    return int(rows), int(top or 0), int(total or 0)
+
+
+def _free_map(session: Session) -> _FreeMap:
+    """The free map for this session's view of the table, rebuilt only if the table changed."""
+    fp = _fingerprint(session)
+    key = session.get_bind()
+    with _free_maps_lock:
+        cached = _free_maps.get(key)
+    if cached is not None and cached.fp == fp:
+        return cached
+    spans = sorted(_span(c) for c in session.scalars(select(AddressAllocation.cidr)))
+    fresh = _FreeMap(fp, _gaps_between(spans))
+    with _free_maps_lock:
+        _free_maps[key] = fresh
+    return fresh
+
+
+def _free_blocks(gaps: tuple[tuple[int, int], ...], address_range: IPv4Network, prefixlen: int, count: int):
+    """The first `count` aligned /prefixlen blocks of the range that lie wholly in a gap."""
     size = 1 << (32 - prefixlen)
-    cursor = int(address_range.network_address)
-    end = int(address_range.broadcast_address)
-    found: list[IPv4Network] = []
-    i = 0
-    while len(found) < count and cursor + size - 1 <= end:
-        block_end = cursor + size - 1
-        # Skip past every taken block that ends before this candidate.
-        while i < len(taken) and int(taken[i].broadcast_address) < cursor:
-            i += 1
-        if i < len(taken) and int(taken[i].network_address) <= block_end:
-            nxt = int(taken[i].broadcast_address) + 1
-            cursor = (nxt + size - 1) // size * size  # realign after the taken block
-            continue
-        found.append(IPv4Network((cursor, prefixlen)))
-        cursor += size
+    lo, hi = int(address_range.network_address), int(address_range.broadcast_address)
+    found: list[tuple[int, int]] = []
+    i = bisect.bisect_left(gaps, (lo, lo))
+    if i > 0 and gaps[i - 1][1] >= lo:
+        i -= 1  # the gap that holds the range's start
+    while i < len(gaps) and len(found) < count:
+        start, end = max(gaps[i][0], lo), min(gaps[i][1], hi)
+        if start > hi:
+            break
+        cursor = (start + size - 1) // size * size  # aligned
+        while cursor + size - 1 <= end and len(found) < count:
+            found.append((cursor, cursor + size - 1))
+            cursor += size
+        i += 1
     return found
+
+
+def _carve(gaps: tuple[tuple[int, int], ...], blocks: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
+    """The gaps once `blocks` (sorted, each inside one gap) are taken."""
+    out: list[tuple[int, int]] = []
+    j = 0
+    for start, end in gaps:
+        cursor = start
+        while j < len(blocks) and blocks[j][0] <= end:
+            if blocks[j][0] > cursor:
+                out.append((cursor, blocks[j][0] - 1))
+            cursor = blocks[j][1] + 1
+            j += 1
+        if cursor <= end:
+            out.append((cursor, end))
+    return tuple(out)
 
 
 def allocate(
     session: Session, address_range: IPv4Network, prefixlen: int, purpose: str, owner: str, count: int = 1
 ) -> list[IPv4Network]:
-    """Allocate `count` free /prefixlen blocks for `owner`; flushes, the caller commits."""
+    """Allocate `count` free /prefixlen blocks for `owner` (the lowest free ones); flushes, the caller commits."""
     if count <= 0:
         return []
+    # One allocator at a time per range, holding the infra block's row until it commits: on
+    # PostgreSQL concurrent transactions would otherwise all pick the same lowest free block
+    # (and fail after a few tries) or, with different sizes, overlapping ones. SQLite already
+    # runs one writer at a time and ignores FOR UPDATE.
+    session.execute(
+        select(AddressAllocation.id)
+        .where(AddressAllocation.cidr == str(infra_subnet(address_range)))
+        .with_for_update()
+    ).first()
     for _attempt in range(5):
-        taken = [ipaddress.ip_network(c) for c in session.scalars(select(AddressAllocation.cidr))]
-        blocks = _free_blocks(taken, address_range, prefixlen, count)
-        if len(blocks) < count:
+        free = _free_map(session)
+        spans = _free_blocks(free.gaps, address_range, prefixlen, count)
+        if len(spans) < count:
             raise Conflict(
                 f"address range {address_range} is exhausted: cannot allocate {count} more /{prefixlen} "
                 f"for {purpose}; delete clusters or set a larger FLOE_ADDRESS_RANGE"
             )
+        blocks = [IPv4Network((start, prefixlen)) for start, _ in spans]
+        rows = [AddressAllocation(cidr=str(b), purpose=purpose, owner=owner) for b in blocks]
         try:
             with session.begin_nested():
-                session.add_all(AddressAllocation(cidr=str(b), purpose=purpose, owner=owner) for b in blocks)
-            return blocks
-        except IntegrityError:  # another allocator won a block: look again
+                session.add_all(rows)
+        except IntegrityError:  # another allocator won a block: look again, from the table
+            with _free_maps_lock:
+                _free_maps.pop(session.get_bind(), None)
             continue
+        ids = [r.id for r in rows]
+        rows_n, top, total = free.fp
+        after = _FreeMap((rows_n + len(ids), max(top, *ids), total + sum(ids)), _carve(free.gaps, spans))
+        with _free_maps_lock:
+            # A rollback later leaves the table with another fingerprint, so this entry is never
+            # trusted for a state that did not commit.
+            _free_maps[session.get_bind()] = after
+        return blocks
     raise Conflict(f"could not allocate addresses for {purpose}: too much contention, try again")
 
 

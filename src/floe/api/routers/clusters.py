@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Request, Response
+from pydantic import BaseModel
 
 from floe.api.auth import CallerDep, RuntimeDep
 from floe.api.schemas import (
@@ -26,6 +27,12 @@ from floe.services import clusters
 router = APIRouter(prefix="/v1/clusters", tags=["clusters"])
 
 
+def _json(body: BaseModel, exclude_unset: bool = False) -> Response:
+    """The body encoded by pydantic in one pass (what FastAPI would send for the route's
+    response_model, without validating our own output again and encoding it twice)."""
+    return Response(body.model_dump_json(exclude_unset=exclude_unset), media_type="application/json")
+
+
 @router.get("", response_model=ClusterCollection, response_model_exclude_unset=True)
 def list_clusters(
     request: Request,
@@ -35,7 +42,7 @@ def list_clusters(
     limit: int | None = None,
     sort_key: str = "id",
     sort_dir: str = "asc",
-) -> ClusterCollection:
+) -> Response:
     """The project's clusters, summary fields only."""
     page = clusters.list_clusters(runtime.db, caller, limit=limit, marker=marker, sort_key=sort_key, sort_dir=sort_dir)
     base = host_url(request)
@@ -43,7 +50,7 @@ def list_clusters(
     nxt = next_link(base, "clusters", page.limit, page.next_marker, sort_key, sort_dir)
     if nxt:
         out.next = nxt
-    return out
+    return _json(out, exclude_unset=True)
 
 
 @router.get("/detail", response_model=ClusterDetailCollection, response_model_exclude_unset=True)
@@ -55,7 +62,7 @@ def list_clusters_detail(
     limit: int | None = None,
     sort_key: str = "id",
     sort_dir: str = "asc",
-) -> ClusterDetailCollection:
+) -> Response:
     """The project's clusters with every field."""
     page = clusters.list_clusters(runtime.db, caller, limit=limit, marker=marker, sort_key=sort_key, sort_dir=sort_dir)
     base = host_url(request)
@@ -63,13 +70,13 @@ def list_clusters_detail(
     nxt = next_link(base, "clusters/detail", page.limit, page.next_marker, sort_key, sort_dir)
     if nxt:
         out.next = nxt
-    return out
+    return _json(out, exclude_unset=True)
 
 
 @router.get("/{ident}", response_model=ClusterOut)
-def show_cluster(request: Request, runtime: RuntimeDep, caller: CallerDep, ident: str) -> ClusterOut:
+def show_cluster(request: Request, runtime: RuntimeDep, caller: CallerDep, ident: str) -> Response:
     """One cluster by uuid or name."""
-    return cluster_out(clusters.get_cluster(runtime.db, caller, ident), host_url(request))
+    return _json(cluster_out(clusters.get_cluster(runtime.db, caller, ident), host_url(request)))
 
 
 @router.post("", status_code=202, response_model=UUIDResponse)
