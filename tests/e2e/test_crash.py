@@ -34,7 +34,9 @@ def crash_during(server: FloeServer, point: str, *floe_args: str) -> None:
     """Restart the server armed with one failpoint, start an operation, wait for the crash, restart."""
     server.stop()
     server.start(FLOE_FAILPOINTS=point)
-    server.floe(*floe_args)
+    # Not checked: when the failpoint is the first step, the server may die before the client
+    # has read its 202 (the operation was committed before the engine could see it).
+    server.floe(*floe_args, check=False)
     assert server.wait_exit() == -9, f"the server did not crash at {point}"
     server.start()
 
