@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := curl docker.io docker-registry busybox-static skopeo iproute2 iptables procps python3-venv postgresql
+APT_PACKAGES := curl docker.io docker-registry busybox-static skopeo iproute2 iptables procps python3-venv postgresql e2fsprogs glusterfs-server
 # Only for the benchmarks (make bench-scale): wrk loads the API.
 BENCH_APT_PACKAGES := wrk
 

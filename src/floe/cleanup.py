@@ -5,10 +5,19 @@ from __future__ import annotations
 from floe.config import Settings
 
 
-def purge_all_local(settings: Settings | None = None, host_wide: bool = False) -> list[str]:
+def purge_all_local(
+    settings: Settings | None = None, host_wide: bool = False, delete_share_data: bool = False
+) -> list[str]:
     """Everything of this FLOE_HOME (clusters, registry, infra network); with `host_wide`, every
-    floe object on the host whatever home it came from."""
+    floe object on the host whatever home it came from.
+
+    Shares are taken offline (their mounts and loop devices go) but their data stays, ready for
+    the next server, unless `delete_share_data`. Clusters go first: the provider unmounts the
+    shares attached to them and never deletes through a mount.
+    """
+    from floe import storage
     from floe.server import local_provider
 
     settings = settings or Settings.from_env()
-    return local_provider(settings).purge_all(only_this_home=not host_wide)
+    removed = local_provider(settings).purge_all(only_this_home=not host_wide)
+    return removed + storage.purge_host(settings.home, delete_data=delete_share_data)

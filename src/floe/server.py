@@ -84,9 +84,14 @@ def serve(settings: Settings | None = None) -> None:
     health = HealthMonitor(runtime, runtime.engine.drivers)
     runtime.engine.start()
     health.start()
+    from floe.storage.worker import StorageWorker
+
+    shares = StorageWorker(runtime)  # applies queued share work (create, attach, …)
+    shares.start()
     try:
         uvicorn.run(create_app(runtime), host=settings.host, port=settings.port, log_level="info")
     finally:
+        shares.stop(wait=False)
         health.stop()
         runtime.engine.stop(wait=False)
         runtime.db.dispose()

@@ -12,10 +12,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from floe import __version__
-from floe.api import versions
+from floe.api import manila, versions
 from floe.api.cache import ApiCaches, cacheable
 from floe.api.errors import error_document, error_response, install_error_handlers
-from floe.api.routers import certificates, clusters, clustertemplates, maintenance, nodes
+from floe.api.routers import certificates, clusters, clustertemplates, maintenance, nodes, share_attachments
 from floe.runtime import Runtime
 from floe.services import identity
 from floe.services.errors import NotAuthorized
@@ -190,5 +190,8 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(certificates.router)
     app.include_router(nodes.router)
     app.include_router(maintenance.router)
+    app.include_router(share_attachments.router)
+    manila.install(app, runtime)  # Manila's v2 API for shares at /v2
+    app.add_middleware(manila.RootSwitch)
     app.add_middleware(FloeMiddleware)
     return app

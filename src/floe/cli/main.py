@@ -33,6 +33,7 @@ from floe.cli.output import (
     styled,
     table,
 )
+from floe.cli.shares import attach_shares, check_attachable, register_cluster_commands, share_app, wait_attachment
 from floe.client import FloeClient, FloeError, resolve_token, resolve_url
 
 try:  # typer >= 0.2x vendors click
@@ -108,6 +109,7 @@ image_app = typer.Typer(help="Container images for clusters.", no_args_is_help=T
 app.add_typer(template_app, name="template")
 app.add_typer(cluster_app, name="cluster")
 app.add_typer(image_app, name="image")
+app.add_typer(share_app, name="share")
 
 FormatOption = Annotated[
     OutputFormat, typer.Option("--format", "-f", help="table for people, json for scripts (the API objects).")
@@ -179,14 +181,24 @@ def cleanup(
         bool,
         typer.Option("--host-wide", help="With --all: every floe object on this host, whatever its FLOE_HOME."),
     ] = False,
+    delete_share_data: Annotated[
+        bool,
+        typer.Option("--delete-share-data", help="With --all: delete the shares' data too (kept by default)."),
+    ] = False,
 ) -> None:
-    """Remove leftovers the server no longer tracks (admin); --all purges everything locally."""
+    """Remove leftovers the server no longer tracks (admin); --all purges everything locally.
+
+    --all takes shares offline (unmounts them, frees their loop devices) and keeps their data
+    for the next server, unless --delete-share-data.
+    """
     if host_wide and not all_:
         raise typer.BadParameter("--host-wide goes with --all")
+    if delete_share_data and not all_:
+        raise typer.BadParameter("--delete-share-data goes with --all")
     if all_:
         from floe.cleanup import purge_all_local
 
-        removed: list[str] = list(purge_all_local(host_wide=host_wide))
+        removed: list[str] = list(purge_all_local(host_wide=host_wide, delete_share_data=delete_share_data))
     else:
         with _client() as client:
             removed = client.cleanup()
@@ -312,6 +324,10 @@ def cluster_create(
         int | None, typer.Option("--timeout", min=1, metavar="MINUTES", help="Give up creating after this.")
     ] = None,
     wait: WaitOption = False,
+    share: Annotated[
+        list[str] | None,
+        typer.Option("--share", metavar="SHARE", help="Attach this share at /mnt/SHARE_NAME; repeat for more."),
+    ] = None,
 ) -> None:
     """Create a cluster from a template."""
     labels = parse_labels(label)
@@ -319,15 +335,22 @@ def cluster_create(
         # Resolve the template first: a clear "not found" beats a failed create, and the
         # request then carries the uuid whatever the user typed.
         template_uuid = str(client.get_template(template)["uuid"])
+        if share:
+            check_attachable(client, name, share)  # before anything is created
         uuid = client.create_cluster(
             name, template_uuid, node_count=node_count, master_count=master_count,
             labels=labels, create_timeout=timeout,
         )
         out = stdout_console()
+        if share:
+            # Recorded now, mounted as soon as the first node has started (every node sees it).
+            attach_shares(client, uuid, share, name)
         if not wait:
             out.print(Text(f"Request to create cluster {name} ({uuid}) accepted"), soft_wrap=True)
             return
         cluster = _wait(client, uuid, "CREATE") or {}
+        for ident in share or []:
+            wait_attachment(client, uuid, client.get_share(ident)["id"])
     out.print(Text(f"cluster {name} is {cluster.get('status')} at {fmt(cluster.get('api_address'))}"),
               soft_wrap=True)
 
@@ -478,3 +501,6 @@ def image_import(
         return
     for image in images:
         out.print(Text(f"imported {image}"), soft_wrap=True)
+
+
+register_cluster_commands(cluster_app)  # after the cluster commands above, so `--help` lists them first

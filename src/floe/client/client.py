@@ -16,6 +16,9 @@ from floe import __version__
 from floe.client.errors import FloeAPIError, FloeConfigError, FloeConnectionError
 
 API_VERSION_HEADER = "container-infra latest"
+# The Manila microversion floe's share calls are written for.
+MANILA_VERSION = "2.65"
+MANILA_HEADERS = {"X-OpenStack-Manila-API-Version": MANILA_VERSION}
 # Uploading and loading a `docker save` tarball can take minutes; only connecting is bounded.
 UPLOAD_TIMEOUT = httpx.Timeout(None, connect=10.0)
 
@@ -36,6 +39,11 @@ def _error_from_response(response: httpx.Response) -> FloeAPIError:
     except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
         body = None
     if isinstance(body, dict):
+        if len(body) == 1:
+            # Manila's fault shape: {"itemNotFound": {"code": 404, "message": "..."}}.
+            ((name, fault),) = body.items()
+            if isinstance(fault, dict) and isinstance(fault.get("message"), str):
+                return FloeAPIError(status, title, _one_line(fault["message"]))
         errors = body.get("errors")
         if isinstance(errors, list) and errors and isinstance(errors[0], dict):
             first = errors[0]
@@ -315,3 +323,91 @@ class FloeClient:
             files = {"file": (path.name, fh, "application/x-tar")}
             body = self._object("POST", "/v1/floe/images", files=files, timeout=UPLOAD_TIMEOUT)
         return [str(x) for x in body.get("images", [])]
+
+    # -- shares (Manila's v2 API) ----------------------------------------------
+
+    def _share_json(self, method: str, path: str, **kwargs: Any) -> Any:
+        return self._json(method, f"/v2{path}", headers=MANILA_HEADERS, **kwargs)
+
+    def share_types(self) -> list[JSON]:
+        """GET /v2/types."""
+        return list(self._share_json("GET", "/types")["share_types"])
+
+    def get_share_type(self, ident: str) -> JSON:
+        """GET /v2/types/{id_or_name}."""
+        return dict(self._share_json("GET", f"/types/{_path(ident)}")["share_type"])
+
+    def create_share(
+        self,
+        size_gb: int,
+        *,
+        name: str | None = None,
+        share_type: str = "local",
+        share_proto: str | None = None,
+        description: str | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> JSON:
+        """POST /v2/shares; the protocol defaults to the type's (LOCALFS, GLUSTERFS). Returns the share."""
+        if share_proto is None:
+            specs = self.get_share_type(share_type).get("extra_specs") or {}
+            share_proto = str(specs.get("storage_protocol") or "LOCALFS")
+        body = {"share": {"size": size_gb, "name": name, "share_type": share_type, "share_proto": share_proto,
+                          "description": description, "metadata": metadata or {}}}
+        return dict(self._share_json("POST", "/shares", json=body)["share"])
+
+    def list_shares(self) -> list[JSON]:
+        """GET /v2/shares/detail."""
+        return list(self._share_json("GET", "/shares/detail")["shares"])
+
+    def get_share(self, ident: str) -> JSON:
+        """GET /v2/shares/{id_or_name}."""
+        return dict(self._share_json("GET", f"/shares/{_path(ident)}")["share"])
+
+    def _share_action(self, ident: str, action: str, args: JSON | None = None) -> Any:
+        return self._share_json("POST", f"/shares/{_path(ident)}/action", json={action: args})
+
+    def delete_share(self, ident: str, force: bool = False) -> None:
+        """DELETE /v2/shares/{id}, or the force_delete action (detaches it everywhere first)."""
+        if force:
+            self._share_action(ident, "force_delete")
+        else:
+            self._share_json("DELETE", f"/shares/{_path(ident)}")
+
+    def extend_share(self, ident: str, new_size_gb: int) -> None:
+        self._share_action(ident, "extend", {"new_size": new_size_gb})
+
+    def shrink_share(self, ident: str, new_size_gb: int) -> None:
+        self._share_action(ident, "shrink", {"new_size": new_size_gb})
+
+    def allow_access(self, ident: str, access_to: str, level: str = "rw", access_type: str = "floe_cluster") -> JSON:
+        """The allow_access action; returns the new rule (queued_to_apply)."""
+        args = {"access_type": access_type, "access_to": access_to, "access_level": level}
+        return dict(self._share_action(ident, "allow_access", args)["access"])
+
+    def deny_access(self, ident: str, rule_id: str) -> None:
+        self._share_action(ident, "deny_access", {"access_id": rule_id})
+
+    def list_access(self, ident: str) -> list[JSON]:
+        """GET /v2/share-access-rules?share_id=."""
+        return list(self._share_json("GET", "/share-access-rules", params={"share_id": ident})["access_list"])
+
+    def export_locations(self, ident: str) -> list[JSON]:
+        return list(self._share_json("GET", f"/shares/{_path(ident)}/export_locations")["export_locations"])
+
+    # -- shares on clusters (floe extensions) ------------------------------------
+
+    def attach_share(self, cluster: str, share: str, path: str | None = None, read_only: bool = False) -> JSON:
+        """POST /v1/floe/clusters/{cluster}/shares: mount the share on every node (queued)."""
+        body: JSON = {"share": share, "read_only": read_only}
+        if path:
+            body["path"] = path
+        return self._object("POST", f"/v1/floe/clusters/{_path(cluster)}/shares", json=body)
+
+    def detach_share(self, cluster: str, share: str) -> JSON:
+        return self._object("DELETE", f"/v1/floe/clusters/{_path(cluster)}/shares/{_path(share)}")
+
+    def cluster_shares(self, cluster: str) -> list[JSON]:
+        return list(self._object("GET", f"/v1/floe/clusters/{_path(cluster)}/shares")["shares"])
+
+    def share_mounts(self, share: str) -> list[JSON]:
+        return list(self._object("GET", f"/v1/floe/shares/{_path(share)}/mounts")["mounts"])

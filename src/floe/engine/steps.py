@@ -256,7 +256,9 @@ def finish(ctx: StepContext, status: str) -> None:
         if version:
             c.coe_version = c.container_version = version
         c.status = status
-        c.status_reason = f"{ctx.kind} complete: {len(managers)} manager(s), {len(workers)} worker(s) ready"
+        # Why an operation floe started itself ran (auto-healing, host restart) stays visible after it.
+        why = f" ({ctx.params['reason']})" if ctx.params.get("reason") else ""
+        c.status_reason = f"{ctx.kind} complete{why}: {len(managers)} manager(s), {len(workers)} worker(s) ready"
         c.health_status = "HEALTHY"
         c.health_status_reason = {"api": "ok", **{f"{n.name}.Ready": "True" for n in managers + workers}}
 

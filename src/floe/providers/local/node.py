@@ -16,7 +16,6 @@ import ipaddress
 import itertools
 import json
 import os
-import shutil
 import subprocess
 import time
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ import httpx
 
 from floe.providers.base import NodeSpec, ProviderError
 from floe.providers.local import cgroups, system
+from floe.storage import mounts
 
 TLS_PORT = 2376
 READY_TIMEOUT = 90.0
@@ -35,15 +35,32 @@ MAX_SOCKET_PATH = 107
 
 # Runs as the node's pid 1 before docker-init; all variable parts are positional
 # arguments, never spliced into the script.
-#   $1 hostname, then cgroup.procs files, "--", mount triples (type target options), "--", command
+#   $1 hostname, $2 the cluster's share directory ("" for none), $3 $4 floe's storage root
+#   and nodes directory (whose mounts the node drops), then cgroup.procs files, "--",
+#   mount triples (type target options), "--", command
+#
+# Shares: the host's share directory of the cluster is a shared mount, rbound here onto
+# /mnt as a slave, so a share mounted there later appears at /mnt/<name> in every node.
+# The node then drops its copies of floe's other mounts (share images, other clusters'
+# share directories): they would keep those filesystems busy for as long as it lives.
 NODE_SCRIPT = r"""
 set -e
-hostname "$1"; shift
+hostname "$1"
+shares="$2"; storage="$3"; nodes="$4"; shift 4
 while [ "$1" != "--" ]; do echo 0 > "$1"; shift; done; shift
 mount -t tmpfs -o mode=755 tmpfs /run
 umount -l /sys
 mount -t sysfs sysfs /sys
 while [ "$1" != "--" ]; do mount -t "$1" -o "X-mount.mkdir,$3" "$1" "$2"; shift 3; done; shift
+if [ -n "$shares" ]; then
+  mount --rbind "$shares" /mnt
+  mount --make-rslave /mnt
+fi
+if [ -n "$storage" ] && [ -n "$nodes" ]; then
+  { awk -v s="$storage" -v n="$nodes/" \
+      '$5 == s || index($5, s "/") == 1 || (index($5, n) == 1 && $5 ~ /\/\.mnt(\/|$)/) {print $5}' \
+      /proc/self/mountinfo | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done; } || true
+fi
 exec "$@"
 """
 
@@ -155,8 +172,19 @@ def live_pid(paths: NodePaths) -> int | None:
     return None
 
 
-def launch(netns_name: str, hostname: str, paths: NodePaths, cgroup_procs: list[str]) -> subprocess.Popen:
-    """Start the node detached (own session) and record its pid."""
+def launch(
+    netns_name: str,
+    hostname: str,
+    paths: NodePaths,
+    cgroup_procs: list[str],
+    shares_dir: Path | None = None,
+    hidden: tuple[Path, Path] | None = None,
+) -> subprocess.Popen:
+    """Start the node detached (own session) and record its pid.
+
+    `shares_dir` (a shared mount) becomes the node's /mnt; `hidden` names floe's storage
+    root and nodes directory, whose share mounts the node drops from its own view.
+    """
     mount_args: list[str] = []
     for m in cgroups.mounts():
         mount_args += [m.fstype, m.target, m.options]
@@ -165,7 +193,7 @@ def launch(netns_name: str, hostname: str, paths: NodePaths, cgroup_procs: list[
         system.binary("unshare"), "--mount", "--uts", "--pid", "--fork", "--mount-proc",
         "--kill-child", "--propagation", "slave", "--",
         "/bin/sh", "-c", NODE_SCRIPT, "floe-node",
-        hostname, *cgroup_procs, "--", *mount_args, "--",
+        hostname, str(shares_dir or ""), *(str(p) for p in hidden or ("", "")), *cgroup_procs, "--", *mount_args, "--",
         system.binary("docker-init"), "--", system.binary("dockerd"), "--config-file", str(paths.config),
     ]
     proc = system.spawn_detached(args, paths.log, paths.dir)
@@ -200,8 +228,8 @@ def wait_ready(paths: NodePaths, pid: int, timeout: float = READY_TIMEOUT) -> No
 
 
 def remove_dir(paths: NodePaths) -> bool:
-    """Delete the node's directory (data included); False if it was not there."""
-    if not paths.dir.exists():
-        return False
-    shutil.rmtree(paths.dir, ignore_errors=True)
-    return True
+    """Delete the node's directory (data included), never crossing a mount; False if it was not there."""
+    try:
+        return mounts.remove_tree(paths.dir)
+    except mounts.MountError as exc:
+        raise ProviderError(str(exc), temporary=True) from None

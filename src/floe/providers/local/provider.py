@@ -28,6 +28,7 @@ from floe.providers.base import (
     RegistryInfo,
 )
 from floe.providers.local import cgroups, firewall, images, naming, netns, node, registry, system
+from floe.storage import mounts
 
 if TYPE_CHECKING:
     import docker
@@ -36,6 +37,8 @@ REQUIRED_BINARIES = (
     "dockerd", "docker-init", "containerd", "containerd-shim-runc-v2", "runc", "nsenter", "unshare",
     "iptables", "docker-registry", "skopeo", "busybox", "hostname", "mount",
 )
+# The share directory of a cluster under home/nodes/<tag>/ (see _ensure_mount_dir).
+SHARES_DIR = ".mnt"
 # argv[0] of the processes a node runs whose command line names its directory.
 NODE_PROGRAMS = {"nsenter", "unshare", "sh", "docker-init", "dockerd"}
 
@@ -87,6 +90,15 @@ class LocalProvider(InfraProvider, ProviderWithImageImport):
 
     def _node_paths(self, tag: str, name: str) -> node.NodePaths:
         return node.NodePaths(self.nodes_dir / tag / name)
+
+    @property
+    def storage_dir(self) -> Path:
+        """floe's storage root (share images): nodes drop their copies of mounts there."""
+        return self.home / "storage"
+
+    def _mount_dir(self, tag: str) -> Path:
+        # A dot name: never a node's (node names are DNS labels).
+        return self.nodes_dir / tag / SHARES_DIR
 
     def _lock(self, *key: str) -> threading.Lock:
         with _locks_guard:
@@ -213,13 +225,42 @@ class LocalProvider(InfraProvider, ProviderWithImageImport):
                     str(address), subnet.prefixlen, routes,
                 )
                 node.write_files(spec, paths, cgroup)
+                shares = self._ensure_mount_dir(tag)
                 procs = cgroups.prepare(cgroup, spec.cpus, spec.memory_mb)
-                pid = node.launch(naming.netns_name(tag, name), name, paths, procs).pid
+                pid = node.launch(
+                    naming.netns_name(tag, name), name, paths, procs, shares, (self.storage_dir, self.nodes_dir)
+                ).pid
             node.wait_ready(paths, pid)
         return NodeInfo(
             name=name, address=str(address), running=True, docker_url=f"unix://{paths.sock}",
             tls_url=f"tcp://{address}:{node.TLS_PORT}", pid=pid,
         )
+
+    def _ensure_mount_dir(self, tag: str) -> Path:
+        """The cluster's share directory as a shared mount, made before its first node starts.
+
+        Nodes rbind it onto /mnt as slaves: a share mounted under it later (attach) appears
+        in every node, those started afterwards included.
+        """
+        path = self._mount_dir(tag)
+        with self._lock("mnt", tag):
+            try:
+                mounts.ensure_self_bind(path, "shared")
+            except mounts.MountError as exc:
+                raise ProviderError(f"cannot prepare the share directory of cluster {tag}: {exc}") from None
+        return path
+
+    def cluster_mount_dir(self, cluster_tag: str) -> Path | None:
+        """The cluster's share directory if its nodes receive mounts made there (see ShareMountHost)."""
+        path = self._mount_dir(naming.check_tag(cluster_tag))
+        entries = mounts.mounts_at(path)
+        return path if entries and entries[0].shared else None
+
+    def node_mount_view(self, cluster_tag: str, name: str) -> Path | None:
+        """A running node's /mnt as the host sees it through the node's mount namespace."""
+        paths = self._node_paths(naming.check_tag(cluster_tag), naming.check_node_name(name))
+        pid = node.live_pid(paths)
+        return Path(f"/proc/{pid}/root/mnt") if pid is not None else None
 
     def node_info(self, cluster_tag: str, name: str) -> NodeInfo | None:
         """What the host has of this node (running = its process is alive), or None."""
@@ -259,10 +300,19 @@ class LocalProvider(InfraProvider, ProviderWithImageImport):
             removed.append(f"netns {naming.netns_name(tag, name)}")
         if node.remove_dir(paths):
             removed.append(f"directory {paths.dir}")
-        try:  # the cluster's directory goes with its last node (a concurrent start refills it)
-            paths.dir.parent.rmdir()
-        except OSError:
-            pass
+        # The cluster's directory (its share directory included) goes with its last node.
+        cluster_dir = paths.dir.parent
+        with self._lock("mnt", tag):
+            try:
+                others = [d for d in cluster_dir.iterdir() if d.name != SHARES_DIR]
+            except FileNotFoundError:
+                return removed
+            if not others:
+                removed += [f"mount {m}" for m in mounts.unmount_tree(cluster_dir)]
+                try:
+                    mounts.remove_tree(cluster_dir)
+                except mounts.MountError as exc:
+                    raise ProviderError(str(exc), temporary=True) from None
         return removed
 
     def docker_client(self, info: NodeInfo) -> docker.DockerClient:
@@ -322,9 +372,15 @@ class LocalProvider(InfraProvider, ProviderWithImageImport):
         if netns.delete_link(naming.bridge_name(tag)):
             removed.append(f"bridge {naming.bridge_name(tag)}")
         removed += [f"iptables {rule}" for rule in firewall.delete_tagged(naming.comment(tag))]
-        if cluster_dir.exists():
-            shutil.rmtree(cluster_dir, ignore_errors=True)
-            removed.append(f"directory {cluster_dir}")
+        # Shares attached to the cluster are mounted in its share directory: unmount them
+        # (their data stays where it lives) and never let the delete cross into a mount.
+        unmounted = mounts.unmount_tree(cluster_dir) if cluster_dir.exists() else []
+        removed += [f"mount {m}" for m in unmounted]
+        try:
+            if mounts.remove_tree(cluster_dir):
+                removed.append(f"directory {cluster_dir}")
+        except mounts.MountError as exc:
+            raise ProviderError(str(exc), temporary=True) from None
         return removed
 
     def purge_infra(self) -> list[str]:
@@ -364,6 +420,10 @@ class LocalProvider(InfraProvider, ProviderWithImageImport):
             removed += self.purge_cluster(tag)
         removed += self.purge_infra()
         if self.nodes_dir.exists():
-            shutil.rmtree(self.nodes_dir, ignore_errors=True)
+            removed += [f"mount {m}" for m in mounts.unmount_tree(self.nodes_dir)]
+            try:
+                mounts.remove_tree(self.nodes_dir)
+            except mounts.MountError as exc:
+                raise ProviderError(str(exc), temporary=True) from None
             removed.append(f"directory {self.nodes_dir}")
         return removed
