@@ -15,7 +15,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from create_cluster import Server  # noqa: E402  (run from bench/ or with bench/ on sys.path)
+from create_cluster import Server, bare_parallel  # noqa: E402  (run from bench/ or with bench/ on sys.path)
 
 
 def create(server: Server, template: str, name: str, workers: int) -> tuple[str, float]:
@@ -62,20 +62,26 @@ def main() -> None:
         results.append(("scale up by one worker (2 → 3 nodes)", resize(server, uuid, 2)))
         delete(server, uuid)
 
-        uuid, took = create(server, template, "big", args.big - 1)
-        results.append((f"create {args.big} nodes", took))
-        results.append((f"scale {args.big} → 2 nodes", resize(server, uuid, 1)))
-        results.append(("delete the 2 remaining nodes", delete(server, uuid)))
-        uuid, _ = create(server, template, "big2", args.big - 1)
-        results.append((f"delete {args.big} nodes", delete(server, uuid)))
+        if args.big:  # --big 0 skips the big cluster
+            uuid, took = create(server, template, "big", args.big - 1)
+            results.append((f"create {args.big} nodes", took))
+            results.append((f"scale {args.big} → 2 nodes", resize(server, uuid, 1)))
+            results.append(("delete the 2 remaining nodes", delete(server, uuid)))
+            uuid, _ = create(server, template, "big2", args.big - 1)
+            results.append((f"delete {args.big} nodes", delete(server, uuid)))
 
         t0 = time.monotonic()
         with ThreadPoolExecutor(max_workers=args.parallel) as pool:
             made = list(pool.map(lambda i: create(server, template, f"p{i}", 2), range(args.parallel)))
-        results.append((f"{args.parallel} × 3-node clusters at once (all CREATE_COMPLETE)", time.monotonic() - t0))
+        together = time.monotonic() - t0
+        results.append((f"{args.parallel} × 3-node clusters at once (all CREATE_COMPLETE)", together))
         results.append((f"  slowest of the {args.parallel}", max(t for _, t in made)))
         with ThreadPoolExecutor(max_workers=args.parallel) as pool:
             list(pool.map(lambda m: delete(server, m[0]), made))
+        # The same physical work with no floe: as many bare 3-node swarms formed at once.
+        bare = bare_parallel(args.parallel, 3)
+        results.append((f"  bare lower bound: {args.parallel} × 3-node swarms at once", bare))
+        results.append(("  ratio floe / bare", together / bare))
 
         if args.huge:
             uuid, took = create(server, template, "huge", args.huge - 1)

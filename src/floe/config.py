@@ -27,7 +27,7 @@ class Settings:
     # the registry) comes from this range and nowhere else.
     address_range: str = "10.160.0.0/12"
     registry_port: int = 5000
-    engine_workers: int = 8
+    engine_workers: int = 16
     lease_seconds: float = 15.0
     health_interval: float = 5.0
     # Where nodes come from: "local" (namespaces + dockerd) or "simulated" (nodes that only

@@ -88,3 +88,28 @@ def test_reconcile_brings_shares_back_after_a_cleanup(setup) -> None:
     worker.run_until_idle()
     assert (backend.home(share.uuid) / "kept").read_text() == "data"
     assert status(runtime, share.uuid) == "available"
+
+
+def test_a_request_racing_the_workers_own_bump_is_not_lost(setup) -> None:
+    """Seen in CI: after a restart the worker re-queued every share (work_seq + 1) between a
+    delete request's read of the share and its write; the request wrote back stale + 1, equal to
+    the worker's seq, so the worker's finish cleared needs_work and the delete never ran."""
+    runtime, caller = setup
+    share = shares.create_share(runtime, caller, shares.ShareSpec(share_proto="LOCALFS", size=1, name="d"))
+    worker = StorageWorker(runtime)
+    worker.run_until_idle()
+    from floe.storage.worker import Outcome
+
+    with runtime.db.session() as api:
+        row = shares.find_share(api, caller, share.uuid)  # the request reads the share…
+        assert row.work_seq is not None
+        worker.reconcile()  # …the worker re-queues it in its own transaction…
+        snap = worker._load(share.id)
+        assert snap is not None and worker._lease(share.id, None)
+        shares._queue(row)  # …and the request queues its work
+        row.status = "deleting"
+    worker._finish(share.id, snap.work_seq, Outcome())  # the worker's pass ends
+    with runtime.db.session() as s:
+        assert s.scalars(select(Share.needs_work).where(Share.id == share.id)).one() is True
+    worker.run_until_idle()
+    assert status(runtime, share.uuid) is None

@@ -13,17 +13,14 @@ One operation per cluster at a time; different clusters run in parallel.
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import docker.errors
 import requests.exceptions
-from sqlalchemy import or_, select, update
+from sqlalchemy import select, update
 
 from floe.coe.base import COEDriver
 from floe.db.base import utcnow
@@ -31,8 +28,10 @@ from floe.db.models import Cluster, Operation
 from floe.engine import failpoints
 from floe.engine.context import StepContext
 from floe.engine.errors import DeadlineExceeded, LeaseLost, PermanentError, TemporaryError
+from floe.engine.operations import ACTIVE
 from floe.engine.pipelines import FAILED, PIPELINES
 from floe.engine.steps import Step
+from floe.leases import LeaseHolder
 from floe.runtime import Runtime
 
 log = logging.getLogger("floe.engine")
@@ -48,23 +47,13 @@ def default_drivers() -> dict[str, COEDriver]:
     return {name: swarm for name in swarm.coe_names}
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 class Engine:
     def __init__(self, runtime: Runtime, drivers: dict[str, COEDriver] | None = None):
         self.runtime = runtime
         self.settings = runtime.settings
         self.drivers = drivers or default_drivers()
-        self.host = socket.gethostname()
-        self.owner = f"{self.host}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.holder = LeaseHolder()
+        self.host, self.owner = self.holder.host, self.holder.owner
         self.lease_seconds = self.settings.lease_seconds
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -97,38 +86,27 @@ class Engine:
     # --- dispatch ----------------------------------------------------------------------
     def _owner_gone(self, owner: str | None) -> bool:
         """True when the lease holder was a floe process on this host that no longer runs."""
-        if not owner:
-            return True
-        host, _, rest = owner.partition(":")
-        pid_s, _, _nonce = rest.partition(":")
-        if host != self.host or owner == self.owner:
-            return False
-        try:
-            pid = int(pid_s)
-        except ValueError:
-            return False
-        return pid == os.getpid() or not _pid_alive(pid)
+        return self.holder.gone(owner)
 
     def dispatch_once(self) -> int:
-        """Lease and start every runnable operation; returns how many were started."""
+        """Lease and start runnable operations, as many as there are free workers; returns how many.
+
+        Two bounded reads per wake-up, however long the queue: the operations someone holds a
+        lease on (at most the workers of every floe process, plus superseded ones letting go)
+        and the oldest unleased ones, as many as this process has free workers.
+        """
         now = utcnow()
+        cols = (
+            Operation.id, Operation.cluster_id, Operation.state, Operation.lease_owner,
+            Operation.lease_expires_at, Operation.deadline_at, Operation.step, Operation.kind,
+        )
         with self.runtime.db.session() as s:
-            rows = s.execute(
-                select(
-                    Operation.id, Operation.cluster_id, Operation.state, Operation.lease_owner,
-                    Operation.lease_expires_at, Operation.deadline_at, Operation.step, Operation.kind,
-                ).where(
-                    or_(Operation.state.in_(("pending", "running")), Operation.lease_owner.is_not(None))
-                ).order_by(Operation.id)
-            ).all()
-        started = 0
-        held_clusters = set()
-        for r in rows:
-            live = (
-                r.lease_owner and r.lease_expires_at and r.lease_expires_at > now
-                and not self._owner_gone(r.lease_owner)
-            )
-            if r.state not in ("pending", "running"):
+            leased = s.execute(select(*cols).where(Operation.lease_owner.is_not(None)).order_by(Operation.id)).all()
+        held_clusters: set[int] = set()
+        takeover = []
+        for r in leased:
+            live = r.lease_expires_at and r.lease_expires_at > now and not self._owner_gone(r.lease_owner)
+            if r.state not in ACTIVE:
                 # A superseded operation whose worker has not yet let go: its cluster waits.
                 if live:
                     held_clusters.add(r.cluster_id)
@@ -142,11 +120,24 @@ class Engine:
                     self._fail(r.id, f"{r.kind} timed out (deadline {r.deadline_at:%H:%M:%S} UTC) in step "
                                f"{r.step or 'queued'}, which did not finish", owner=self.owner)
                 held_clusters.add(r.cluster_id)
-                continue
-            if live and r.lease_owner != self.owner:
+            elif live and r.lease_owner != self.owner:
                 held_clusters.add(r.cluster_id)
-        for r in rows:
-            if r.state not in ("pending", "running") or r.cluster_id in held_clusters:
+            else:
+                takeover.append(r)  # expired, its process gone, or ours but no worker runs it
+        with self._lock:
+            free = self.settings.engine_workers - len(self._running)
+        if free <= 0:
+            return 0
+        candidates = [r for r in takeover if r.cluster_id not in held_clusters][:free]
+        if len(candidates) < free:
+            q = select(*cols).where(Operation.state.in_(ACTIVE), Operation.lease_owner.is_(None))
+            if held_clusters:
+                q = q.where(Operation.cluster_id.not_in(held_clusters))
+            with self.runtime.db.session() as s:
+                candidates += s.execute(q.order_by(Operation.id).limit(free - len(candidates))).all()
+        started = 0
+        for r in candidates:
+            if r.cluster_id in held_clusters:
                 continue
             with self._lock:
                 if r.id in self._running or len(self._running) >= self.settings.engine_workers:
@@ -226,12 +217,18 @@ class Engine:
                 raise PermanentError(f"no driver for coe {cluster.coe!r}")
             pipeline: list[Step] = PIPELINES[ctx.kind](driver)
             t0 = time.monotonic()
+            recorded = len(done)
             for step in pipeline:
                 if step.name in done:
                     continue
                 ctx.step = step.name
+                # One commit per step: it records the steps done so far and names this one.
+                marker = {"step": step.name}
+                if len(done) > recorded:
+                    marker["steps_done"] = list(done)
+                    recorded = len(done)
                 with ctx.session() as s:
-                    s.execute(update(Operation).where(Operation.id == op_id).values(step=step.name))
+                    s.execute(update(Operation).where(Operation.id == op_id).values(**marker))
                     s.execute(
                         update(Cluster).where(Cluster.id == ctx.cluster_id)
                         .values(status_reason=f"step {step.name}: {step.title}")
@@ -243,12 +240,10 @@ class Engine:
                 log.info("op %s %s step %s done at %.2fs", op_id, ctx.kind, step.name, time.monotonic() - t0)
                 if ctx.kind == "delete" and step.name == "release":
                     return  # the cluster row, and this operation with it, are gone
-                with ctx.session() as s:
-                    s.execute(update(Operation).where(Operation.id == op_id).values(steps_done=list(done)))
             with ctx.session() as s:
                 s.execute(
                     update(Operation).where(Operation.id == op_id)
-                    .values(state="complete", finished_at=utcnow(), lease_owner=None, step="")
+                    .values(state="complete", finished_at=utcnow(), lease_owner=None, step="", steps_done=list(done))
                 )
             log.info("op %s %s complete in %.2fs", op_id, ctx.kind, time.monotonic() - t0)
         except LeaseLost:

@@ -174,7 +174,7 @@ def ensure_network(ctx: StepContext) -> None:
         raise (TemporaryError(str(exc)) if exc.temporary else PermanentError(str(exc))) from exc
 
 
-def node_spec(ctx: StepContext, cluster: ClusterRef, node: NodeRef) -> NodeSpec:
+def node_spec(ctx: StepContext, cluster: ClusterRef, node: NodeRef, cluster_size: int = 0) -> NodeSpec:
     cert, key = pki.issue_server_cert(
         cluster.ca_cert_pem, cluster.ca_key_pem, node.name, ips=[node.address, "127.0.0.1"],
         dns=[node.name, "localhost"],
@@ -189,6 +189,7 @@ def node_spec(ctx: StepContext, cluster: ClusterRef, node: NodeRef) -> NodeSpec:
         tls=TLSMaterial(cluster.ca_cert_pem, cert, key),
         registry=RegistryInfo(reg["address"], reg["subnet"]) if reg else None,
         labels={"floe.cluster": cluster.uuid, "floe.role": node.role, "floe.node": node.name},
+        cluster_size=cluster_size,
     )
 
 
@@ -220,12 +221,14 @@ def start_nodes(ctx: StepContext) -> None:
 
     def one(node: NodeRef) -> str:
         try:
-            ctx.provider.start_node(node_spec(ctx, cluster, node))
+            ctx.provider.start_node(node_spec(ctx, cluster, node, len(todo)))
         except ProviderError as exc:
             raise (TemporaryError(str(exc)) if exc.temporary else PermanentError(str(exc))) from exc
         progress.tick()
         return node.name
 
+    # Bounded: on 2 CPUs, 32 dockerds booting at once were no faster than waves of 16
+    # (bench/create_cluster.py; see docs/benchmarks.md).
     ctx.parallel(one, todo, limit=16)
     with ctx.session() as s:
         s.execute(
@@ -240,8 +243,9 @@ def finish(ctx: StepContext, status: str) -> None:
     cluster, nodes = load(ctx)
     managers = [n for n in nodes if n.role == "manager" and n.state != "removing"]
     workers = [n for n in nodes if n.role == "worker" and n.state != "removing"]
-    version = None
-    if managers:
+    with ctx.read() as s:
+        version = (ctx.cluster(s).coe_state or {}).get("version")
+    if managers and not version:
         try:
             version = ctx.docker(node_info(ctx, cluster, managers[0])).version().get("Version")
         except Exception:  # noqa: BLE001 - the version is informative only
@@ -261,6 +265,12 @@ def finish(ctx: StepContext, status: str) -> None:
         c.status_reason = f"{ctx.kind} complete{why}: {len(managers)} manager(s), {len(workers)} worker(s) ready"
         c.health_status = "HEALTHY"
         c.health_status_reason = {"api": "ok", **{f"{n.name}.Ready": "True" for n in managers + workers}}
+        # The nodes agree with the cluster (a repaired node's old "not running" goes).
+        s.execute(
+            update(Node).where(Node.cluster_id == c.id, Node.state != "removing")
+            .values(health_status="HEALTHY", health_reason="")
+            .execution_options(synchronize_session=False)
+        )
 
 
 # --- teardown ---------------------------------------------------------------------------

@@ -10,17 +10,25 @@ from __future__ import annotations
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, exists, select, update
 
-from floe.coe.base import NOT_RUNNING, COEDriver
+from floe.coe.base import NOT_RUNNING, ClusterHealth, COEDriver
 from floe.db.models import Cluster, Node, Operation
+from floe.engine.operations import ACTIVE
 from floe.engine.steps import NodeRef
 from floe.runtime import Runtime
 
 log = logging.getLogger("floe.health")
 
 SETTLED = ("CREATE_COMPLETE", "UPDATE_COMPLETE", "UPDATE_FAILED")
+# Clusters whose changes one transaction writes (keeps each write lock short).
+WRITE_BATCH = 200
+_NODE_HEALTH = (
+    update(Node).where(Node.id == bindparam("node_id"))
+    .values(health_status=bindparam("hs"), health_reason=bindparam("hr"))
+)
 
 
 class HealthMonitor:
@@ -48,54 +56,149 @@ class HealthMonitor:
             except Exception:  # noqa: BLE001 - keep checking on the next round
                 log.exception("health round failed")
 
-    def check_all(self) -> None:
-        with self.runtime.db.session() as s:
-            busy = select(Operation.cluster_id).where(Operation.state.in_(("pending", "running")))
-            rows = s.execute(
-                select(Cluster.id, Cluster.host_tag, Cluster.coe)
-                .where(Cluster.status.in_(SETTLED), Cluster.id.not_in(busy))
-            ).all()
-        list(self._pool.map(lambda r: self.check_cluster(r.id, r.host_tag, r.coe), rows))
+    def check_all(self) -> int:
+        """One round over every settled cluster; returns how many clusters' rows changed.
 
-    def check_cluster(self, cluster_id: int, tag: str, coe: str) -> None:
-        driver = self.drivers.get(coe)
-        if driver is None or self.runtime.provider is None:
-            return
-        with self.runtime.db.session() as s:
-            nodes = [NodeRef.of(n) for n in s.scalars(select(Node).where(Node.cluster_id == cluster_id))]
-        if not nodes:
-            return
-        report = driver.health(self.runtime.provider, tag, nodes)
-        by_name = {h.name: h for h in report.nodes}
-        healing = False
-        with self.runtime.db.session() as s:
-            cluster = s.get(Cluster, cluster_id)
-            if cluster is None or cluster.status not in SETTLED:
-                return
-            reason = {"api": "ok" if any(h.healthy for h in report.nodes if _is_manager(h.name, nodes)) else "down"}
-            for n in s.scalars(select(Node).where(Node.cluster_id == cluster_id)):
-                h = by_name.get(n.name)
-                if h is None:
-                    continue
-                n.health_status = "HEALTHY" if h.healthy else "UNHEALTHY"
-                n.health_reason = h.reason
-                reason[f"{n.name}.Ready"] = "True" if h.healthy else f"False: {h.reason}"
-            cluster.health_status = "HEALTHY" if report.healthy else "UNHEALTHY"
-            cluster.health_status_reason = reason
-            dead = [h.name for h in report.nodes if not h.healthy and h.reason == NOT_RUNNING]
-            if dead and _auto_healing(cluster.labels):
-                from floe.engine.operations import active_operation, start_operation
-
-                if active_operation(s, cluster) is None:
-                    start_operation(s, cluster, "repair", {"reason": f"auto-healing {', '.join(dead)}"})
-                    healing = True
-        if healing:
+        Reads every settled cluster and its nodes in two queries, asks the drivers in
+        parallel, and writes only what changed, in a few short transactions: a round over
+        a thousand healthy clusters writes nothing, so it neither holds the database's write
+        lock nor invalidates the API's read cache.
+        """
+        snapshots = self._snapshot()
+        if not snapshots:
+            return 0
+        reports = list(self._pool.map(self._ask, snapshots))
+        changes = [c for c in map(_change, snapshots, reports) if c is not None]
+        healed = False
+        for i in range(0, len(changes), WRITE_BATCH):
+            healed |= self._write(changes[i:i + WRITE_BATCH])
+        if healed:
             self.runtime.wake_engine()
+        return len(changes)
+
+    def check_cluster(self, cluster_id: int) -> bool:
+        """Check one cluster now (whatever its state allows); True if its rows changed."""
+        snapshots = self._snapshot(cluster_id)
+        changes = [c for c in (_change(s, self._ask(s)) for s in snapshots) if c is not None]
+        if changes and self._write(changes):
+            self.runtime.wake_engine()
+        return bool(changes)
+
+    def _snapshot(self, cluster_id: int | None = None) -> list[_Snapshot]:
+        busy = select(Operation.cluster_id).where(Operation.state.in_(ACTIVE))
+        q = select(
+            Cluster.id, Cluster.host_tag, Cluster.coe, Cluster.labels, Cluster.health_status,
+            Cluster.health_status_reason,
+        ).where(Cluster.status.in_(SETTLED), Cluster.id.not_in(busy)).order_by(Cluster.id)
+        if cluster_id is not None:
+            q = q.where(Cluster.id == cluster_id)
+        with self.runtime.db.session() as s:
+            rows = s.execute(q).all()
+            if not rows:
+                return []
+            nodes: dict[int, list[tuple[NodeRef, str, str]]] = {r.id: [] for r in rows}
+            nq = select(
+                Node.cluster_id, Node.id, Node.name, Node.role, Node.index, Node.address, Node.docker_pool,
+                Node.state, Node.swarm_node_id, Node.health_status, Node.health_reason,
+            ).order_by(Node.cluster_id, Node.role, Node.index)
+            nq = nq.where(Node.cluster_id == cluster_id) if cluster_id is not None else nq.where(
+                Node.cluster_id.in_(select(Cluster.id).where(Cluster.status.in_(SETTLED)))
+            )
+            for n in s.execute(nq):
+                if n.cluster_id in nodes:
+                    ref = NodeRef(n.id, n.name, n.role, n.index, n.address or "", n.docker_pool or "", n.state,
+                                  n.swarm_node_id)
+                    nodes[n.cluster_id].append((ref, n.health_status, n.health_reason or ""))
+        return [
+            _Snapshot(r.id, r.host_tag, r.coe, r.labels or {}, r.health_status, r.health_status_reason or {},
+                      nodes[r.id])
+            for r in rows if nodes[r.id]
+        ]
+
+    def _ask(self, snap: _Snapshot) -> ClusterHealth | None:
+        driver = self.drivers.get(snap.coe)
+        if driver is None or self.runtime.provider is None:
+            return None
+        try:
+            return driver.health(self.runtime.provider, snap.tag, [n for n, _, _ in snap.nodes])
+        except Exception:  # noqa: BLE001 - one cluster's trouble must not stop the round
+            log.exception("health check of cluster %s failed", snap.tag)
+            return None
+
+    def _write(self, changes: list[_Change]) -> bool:
+        """Apply changes to clusters still settled and idle; True if a repair was queued."""
+        from floe.engine.operations import start_operation
+
+        healed = False
+        with self.runtime.db.session() as s:
+            for c in changes:  # in cluster id order: two servers' rounds never lock in opposite orders
+                res = s.execute(
+                    update(Cluster)
+                    .where(Cluster.id == c.cluster_id, Cluster.status.in_(SETTLED),
+                           ~exists().where(Operation.cluster_id == Cluster.id, Operation.state.in_(ACTIVE)))
+                    .values(health_status=c.status, health_status_reason=c.reason)
+                    .execution_options(synchronize_session=False)
+                )
+                if res.rowcount != 1:
+                    continue  # an operation started meanwhile: it owns the cluster's rows now
+                if c.nodes:
+                    s.connection().execute(  # Core: one executemany, no ORM bookkeeping
+                        _NODE_HEALTH,
+                        [{"node_id": i, "hs": hs, "hr": hr} for i, hs, hr in c.nodes],
+                    )
+                if c.heal:
+                    cluster = s.get(Cluster, c.cluster_id)
+                    start_operation(s, cluster, "repair", {"reason": f"auto-healing {', '.join(c.heal)}"})
+                    log.warning("cluster %s: auto-healing %s", cluster.name, ", ".join(c.heal))
+                    healed = True
+        return healed
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    cluster_id: int
+    tag: str
+    coe: str
+    labels: dict
+    health_status: str
+    health_status_reason: dict
+    nodes: list[tuple[NodeRef, str, str]]  # (node, stored health_status, stored health_reason)
+
+
+@dataclass(frozen=True)
+class _Change:
+    cluster_id: int
+    status: str
+    reason: dict
+    nodes: list[tuple[int, str, str]]  # (node id, health_status, health_reason) that differ
+    heal: list[str]  # dead nodes to repair (auto-healing)
+
+
+def _change(snap: _Snapshot, report: ClusterHealth | None) -> _Change | None:
+    """What a report changes in the stored rows (None: nothing)."""
+    if report is None:
+        return None
+    by_name = {h.name: h for h in report.nodes}
+    managers = {n.name for n, _, _ in snap.nodes if n.role == "manager"}
+    reason: dict = {"api": "ok" if any(h.healthy for h in report.nodes if h.name in managers) else "down"}
+    nodes = []
+    for n, old_status, old_reason in snap.nodes:
+        h = by_name.get(n.name)
+        if h is None:
+            continue
+        status = "HEALTHY" if h.healthy else "UNHEALTHY"
+        reason[f"{n.name}.Ready"] = "True" if h.healthy else f"False: {h.reason}"
+        if (status, h.reason) != (old_status, old_reason):
+            nodes.append((n.id, status, h.reason))
+    status = "HEALTHY" if report.healthy else "UNHEALTHY"
+    dead = [h.name for h in report.nodes if not h.healthy and h.reason == NOT_RUNNING]
+    heal = dead if _auto_healing(snap.labels) else []
+    if not nodes and not heal and status == snap.health_status and reason == snap.health_status_reason:
+        return None
+    return _Change(snap.cluster_id, status, reason, nodes, heal)
 
 
 def _auto_healing(labels: dict | None) -> bool:
     return str((labels or {}).get("auto_healing_enabled", "false")).lower() == "true"
 
 
-def _is_manager(name: str, nodes: list[NodeRef]) -> bool:
-    return any(n.name == name and n.role == "manager" for n in nodes)

@@ -63,6 +63,7 @@ class NodeSpec:
     labels: dict[str, str] = field(default_factory=dict)  # dockerd engine labels
     cpus: float | None = None  # flavor limits, None = unlimited
     memory_mb: int | None = None
+    cluster_size: int = 0  # nodes the cluster will have (host limits that grow with it, e.g. ARP)
 
 
 @dataclass(frozen=True)

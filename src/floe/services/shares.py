@@ -78,7 +78,10 @@ def _wake(runtime: Runtime) -> None:
 def _queue(share: Share) -> None:
     """Mark the share as having work; the worker clears it only if nothing was queued meanwhile."""
     share.needs_work = True
-    share.work_seq = (share.work_seq or 0) + 1
+    # Incremented by the UPDATE itself: a value read earlier may be stale (the worker bumps it
+    # too), and writing back stale+1 could equal the seq the worker holds, which would then
+    # clear needs_work and lose this request (seen: a delete lost after a server restart).
+    share.work_seq = Share.work_seq + 1 if share.id is not None else (share.work_seq or 0) + 1
     share.retry_at = None
 
 

@@ -19,10 +19,8 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -35,6 +33,7 @@ from sqlalchemy.orm import Session
 from floe import storage
 from floe.db.base import utcnow
 from floe.db.models import Cluster, Node, Share, ShareAccessRule, ShareAttachment
+from floe.leases import LeaseHolder
 from floe.runtime import Runtime
 from floe.services.shares import CLUSTER_ACCESS_TYPES, GIB, USABLE, export_location_id
 from floe.storage import mounts
@@ -108,16 +107,6 @@ class Outcome:
     notes: list[str] = field(default_factory=list)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 class StorageWorker:
     """Background threads applying queued share work; `run_until_idle` drives it synchronously in tests."""
 
@@ -125,8 +114,8 @@ class StorageWorker:
         self.runtime = runtime
         self.db = runtime.db
         self.backends = storage.backends(runtime)
-        self.host = socket.gethostname()
-        self.owner = f"{self.host}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.holder = LeaseHolder()
+        self.host, self.owner = self.holder.host, self.holder.owner
         self.lease_seconds = lease_seconds
         self.poll = poll
         self.workers = workers
@@ -191,17 +180,7 @@ class StorageWorker:
     # -- dispatch -------------------------------------------------------------------
 
     def _owner_gone(self, owner: str | None) -> bool:
-        if not owner:
-            return True
-        host, _, rest = owner.partition(":")
-        pid_s, _, _ = rest.partition(":")
-        if host != self.host or owner == self.owner:
-            return False
-        try:
-            pid = int(pid_s)
-        except ValueError:
-            return False
-        return pid == os.getpid() or not _pid_alive(pid)
+        return self.holder.gone(owner)
 
     def _due(self) -> list[tuple[int, str | None]]:
         now = utcnow()

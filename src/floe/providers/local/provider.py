@@ -9,6 +9,7 @@ a port-less bridge holding the registry's address; nodes get one route to it and
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 import re
 import shutil
@@ -32,6 +33,8 @@ from floe.storage import mounts
 
 if TYPE_CHECKING:
     import docker
+
+log = logging.getLogger("floe.provider")
 
 REQUIRED_BINARIES = (
     "dockerd", "docker-init", "containerd", "containerd-shim-runc-v2", "runc", "nsenter", "unshare",
@@ -219,6 +222,7 @@ class LocalProvider(InfraProvider, ProviderWithImageImport):
                 system.wait_gone(stale)
                 if not netns.link_exists(naming.bridge_name(tag)):
                     self.ensure_network(net)
+                self._ensure_neighbour_capacity(tag, spec.cluster_size)
                 routes = [(spec.registry.subnet, net.gateway)] if spec.registry else []
                 netns.ensure_node_netns(
                     naming.netns_name(tag, name), naming.veth_name(tag, name), naming.bridge_name(tag),
@@ -235,6 +239,21 @@ class LocalProvider(InfraProvider, ProviderWithImageImport):
             name=name, address=str(address), running=True, docker_url=f"unix://{paths.sock}",
             tls_url=f"tcp://{address}:{node.TLS_PORT}", pid=pid,
         )
+
+    def _ensure_neighbour_capacity(self, tag: str, cluster_size: int) -> None:
+        """Make the host's ARP table hold every cluster's mesh (see system.ensure_neighbour_capacity)."""
+        sizes = {tag: cluster_size}
+        if self.nodes_dir.exists():
+            for c in self.nodes_dir.iterdir():
+                try:
+                    count = sum(1 for d in c.iterdir() if d.name != SHARES_DIR)
+                except OSError:  # not a directory, or a cluster deleted meanwhile
+                    continue
+                sizes[c.name] = max(sizes.get(c.name, 0), count)
+        # Each node resolves every other node of its cluster, its gateway and the registry.
+        raised = system.ensure_neighbour_capacity(sum(n * (n + 2) for n in sizes.values()) + 256)
+        if raised is not None:
+            log.info("raised the host's ARP table limit (net.ipv4.neigh.default.gc_thresh3) to %d", raised)
 
     def _ensure_mount_dir(self, tag: str) -> Path:
         """The cluster's share directory as a shared mount, made before its first node starts.
