@@ -240,11 +240,12 @@ def start_nodes(ctx: StepContext) -> None:
 
 def finish(ctx: StepContext, status: str) -> None:
     """Record addresses and versions; the cluster reaches `status`."""
-    cluster, nodes = load(ctx)
+    with ctx.read() as s:  # one read: the nodes, and the version the driver may have recorded
+        c = ctx.cluster(s)
+        cluster, nodes = ClusterRef.of(c), [NodeRef.of(n) for n in ctx.nodes(s)]
+        version = (c.coe_state or {}).get("version")
     managers = [n for n in nodes if n.role == "manager" and n.state != "removing"]
     workers = [n for n in nodes if n.role == "worker" and n.state != "removing"]
-    with ctx.read() as s:
-        version = (ctx.cluster(s).coe_state or {}).get("version")
     if managers and not version:
         try:
             version = ctx.docker(node_info(ctx, cluster, managers[0])).version().get("Version")
