@@ -44,13 +44,17 @@ def _sh(*args: str) -> None:
     subprocess.run(args, check=True, capture_output=True)
 
 
-def bare_cluster(n: int, root: Path, k: int = 0, first: int = 0, phases: dict | None = None) -> float:
+def bare_cluster(
+    n: int, root: Path, k: int = 0, first: int = 0, phases: dict | None = None, hold: threading.Barrier | None = None
+) -> float:
     """Start n namespaced dockerds in parallel and form a swarm; return seconds taken.
 
     `k` numbers the cluster (its bridge and node subnet 10.191.k.0/24) and `first` its first
     node's number on the host (node i's docker bridge is 10.191.(100 + first + i).1), so several
     bare clusters can run at once (bare_parallel). `phases` receives the time at which each
     phase ended (nodes, swarm_init, swarm_join, swarm_ready), comparable to floe's steps.
+    With `hold`, the swarm keeps running until every party of the barrier is Ready, as floe's
+    clusters do: a swarm torn down as soon as it is Ready would leave its CPU to the others.
     """
     phases = {} if phases is None else phases
     br = f"blbr{k}"
@@ -119,7 +123,13 @@ def bare_cluster(n: int, root: Path, k: int = 0, first: int = 0, phases: dict | 
         while dk(0, "node", "ls", "--format", "{{.Status}}").split().count("Ready") < n:
             time.sleep(0.05)
         phases["swarm_ready"] = time.monotonic() - t0
+        if hold is not None:
+            hold.wait(timeout=600)
         return phases["swarm_ready"]
+    except BaseException:
+        if hold is not None:
+            hold.abort()  # the others stop waiting for this one
+        raise
     finally:
         for p in procs:
             p.send_signal(signal.SIGKILL)
@@ -134,14 +144,36 @@ def bare_cluster(n: int, root: Path, k: int = 0, first: int = 0, phases: dict | 
         shutil.rmtree(root, ignore_errors=True)
 
 
-def bare_parallel(count: int, size: int) -> float:
-    """`count` bare clusters of `size` nodes formed at once; seconds until the last is Ready."""
+@dataclass
+class ParallelRun:
+    """Clusters formed at once: seconds until the last was Ready and CPU seconds meanwhile."""
+
+    seconds: float
+    host_cpu: float  # every process on the host, the kernel's own threads included
+    own_cpu: float | None  # the processes doing the work (CpuGroup), None without cgroup v1 cpuacct
+
+
+def bare_parallel(count: int, size: int) -> ParallelRun:
+    """`count` bare clusters of `size` nodes formed at once (teardown not counted). Their CPU is
+    counted by putting this process, whose children the daemons are, in a cpuacct group."""
     if count * size > 55 or count > 99:
         raise ValueError("the bare lower bound's address plan holds at most 55 nodes at once")
     roots = [Path(tempfile.mkdtemp(prefix="floe-bare-")) for _ in range(count)]
-    with ThreadPoolExecutor(max_workers=count) as pool:
-        # Each time runs from the common start to that cluster's Ready (teardown not counted).
-        return max(pool.map(lambda k: bare_cluster(size, roots[k], k, k * size), range(count)))
+    group = CpuGroup.make("bare")
+    if group is not None:
+        group.add(os.getpid())
+    start = (host_cpu(), group.seconds() if group else 0.0)
+    end: list[tuple[float, float]] = []
+    # Every swarm stays up until the last is Ready, like floe's clusters; the barrier's action runs
+    # once, when the last arrives, before any teardown.
+    hold = threading.Barrier(count, action=lambda: end.append((host_cpu(), group.seconds() if group else 0.0)))
+    try:
+        with ThreadPoolExecutor(max_workers=count) as pool:
+            took = max(pool.map(lambda k: bare_cluster(size, roots[k], k, k * size, hold=hold), range(count)))
+    finally:
+        if group is not None:
+            group.close()
+    return ParallelRun(took, end[0][0] - start[0], end[0][1] - start[1] if group else None)
 
 
 # --- floe --------------------------------------------------------------------------------------
@@ -159,6 +191,11 @@ class Server:
                 break
             except httpx.HTTPError:
                 time.sleep(0.1)
+        # floe's server and what it runs itself (iptables, pyroute2's helpers, the registry);
+        # the nodes' daemons go to their own cgroups (node_cpu).
+        self.cpu = CpuGroup.make("floe-server")
+        if self.cpu is not None:
+            self.cpu.add(self.proc.pid)
         token = (home / "admin-token").read_text().strip()
         self.http = httpx.Client(base_url=self.url, headers={"X-Auth-Token": token}, timeout=60)
 
@@ -176,13 +213,100 @@ class Server:
             time.sleep(0.02)
         raise TimeoutError(f"{ident} did not reach {want}")
 
+    def wait_all(self, uuids: list[str], want: str, timeout: float = 600, interval: float = 0.05) -> dict[str, float]:
+        """Wait until every cluster in `uuids` has status `want`; return when each got there
+        (seconds from the call). One list request per round for all of them: one poller per
+        cluster at 20 ms (ten threads, ~500 requests/s) spent more of the two CPUs on answering
+        polls than floe spent on the clusters (measured: ~60 % of the server's Python CPU)."""
+        t0 = time.monotonic()
+        done: dict[str, float] = {}
+        while time.monotonic() - t0 < timeout:
+            r = self.http.get("/v1/clusters", params={"limit": 1000})
+            r.raise_for_status()
+            now = time.monotonic() - t0
+            status = {c["uuid"]: c["status"] for c in r.json()["clusters"]}
+            for u in uuids:
+                s = status.get(u, "gone")
+                if u not in done and s == want:
+                    done[u] = now
+                elif s.endswith("FAILED"):
+                    raise RuntimeError(f"{u}: {s}: {self.http.get(f'/v1/clusters/{u}').json().get('status_reason')}")
+            if len(done) == len(uuids):
+                return done
+            time.sleep(interval)
+        raise TimeoutError(f"{len(uuids) - len(done)} of {len(uuids)} clusters did not reach {want}")
+
     def close(self) -> None:
         self.proc.terminate()
         self.proc.wait(timeout=30)
         subprocess.run([FLOE, "cleanup", "--all"], env=self.env, capture_output=True)
+        if self.cpu is not None:
+            self.cpu.close()
 
 
 STEP_DONE = re.compile(r"op \d+ create step (\w+) done at ([\d.]+)s")
+
+
+def host_cpu() -> float:
+    """Busy CPU seconds of the whole host so far (every process, all CPUs; /proc/stat)."""
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (
+        int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+CPUACCT = Path("/sys/fs/cgroup/cpuacct")
+
+
+class CpuGroup:
+    """A cgroup-v1 cpuacct group: the CPU of the processes put in it and of all their children,
+    those that already exited included (sampling /proc misses short-lived ones: `ip`, `iptables`,
+    runc, dockerd's re-execs)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    @classmethod
+    def make(cls, name: str) -> CpuGroup | None:
+        """A new group, or None where there is no cgroup-v1 cpuacct hierarchy (the CPU split is then not reported)."""
+        if not (CPUACCT / "cpuacct.usage").exists():
+            return None
+        path = CPUACCT / f"benchcpu-{os.getpid()}-{name}"
+        path.mkdir(exist_ok=True)
+        return cls(path)
+
+    def add(self, pid: int) -> None:
+        (self.path / "cgroup.procs").write_text(str(pid))  # the whole process, every thread
+
+    def seconds(self) -> float:
+        return cgroup_cpu(self.path)
+
+    def close(self) -> None:
+        """Move what is left back to the root group and remove this one."""
+        for pid in (self.path / "cgroup.procs").read_text().split():
+            try:
+                (CPUACCT / "cgroup.procs").write_text(pid)
+            except OSError:  # exited meanwhile
+                pass
+        self.path.rmdir()
+
+
+def cgroup_cpu(path: Path) -> float:
+    """CPU seconds of a cpuacct group since it was made; 0 if it is gone."""
+    try:
+        return int((path / "cpuacct.usage").read_text()) / 1e9
+    except (OSError, ValueError):
+        return 0.0
+
+
+def node_cpu(home: Path) -> float:
+    """CPU seconds of the nodes of the floe under `home` that exist now (their daemons and
+    containers: the local provider puts each node in a `floe-<tag>-<node>` cgroup)."""
+    total = 0.0
+    for cluster in (home / "nodes").glob("*"):
+        for n in cluster.glob("*"):
+            if not n.name.startswith("."):
+                total += cgroup_cpu(CPUACCT / f"floe-{cluster.name}-{n.name}")
+    return total
 
 
 def server_cpu(pid: int) -> float:

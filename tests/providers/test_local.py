@@ -22,6 +22,7 @@ from pathlib import Path
 import docker
 import httpx
 import pytest
+import requests.exceptions
 
 from floe import pki
 from floe.providers.base import NetworkSpec, NodeSpec, ProviderError, TLSMaterial
@@ -198,6 +199,19 @@ def test_nodes_answer_on_unix_socket_with_labels(provider, cluster):
         assert facts["Name"] == spec.name
         assert f"floe.node={spec.name}" in facts["Labels"]
         assert provider.node_info(cluster["tag"], spec.name) == info
+
+
+def test_docker_clients_ask_the_api_version_once(provider, cluster):
+    info = cluster["infos"][0]
+    first = provider.docker_client(info)
+    assert first.version()["ApiVersion"] == first.api.api_version == provider._api_version
+    # Known now: building a client no longer talks to dockerd, so one on a socket that does not
+    # exist builds (the SDK's "auto" would fail here) and fails only when used.
+    gone = replace(info, docker_url=f"unix://{provider.home}/no-such.sock")
+    client = provider.docker_client(gone)
+    assert client.api.api_version == provider._api_version
+    with pytest.raises(requests.exceptions.ConnectionError):
+        client.ping()
 
 
 def test_daemon_config_and_key_permissions(provider, cluster, registry_info):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 
 import docker.errors
+import requests.exceptions
 
 from floe.coe.base import NOT_RUNNING, ClusterHealth, COEDriver, NodeHealth
 from floe.engine.context import StepContext
@@ -20,6 +21,9 @@ SWARM_PORT = 2377
 JOIN_BATCH = 32
 POLL = 0.1
 REJOIN_AFTER = 15.0
+# A node's dockerd failing or not answering: the SDK raises its own errors, or requests' when
+# the socket does not connect (clients are built without a round trip, see docker_client).
+DOCKER_FAILURES = (docker.errors.DockerException, requests.exceptions.RequestException)
 
 
 def _swarm_state(client) -> dict:
@@ -165,7 +169,7 @@ class SwarmDriver(COEDriver):
                 if _swarm_state(client).get("LocalNodeState") in ("error", "inactive"):
                     token = tokens["manager_token" if node.role == "manager" else "worker_token"]
                     self._join_one(ctx, cluster, node, token, remotes[:1])
-            except (TemporaryError, docker.errors.DockerException):
+            except (TemporaryError, *DOCKER_FAILURES):
                 pass  # still not ready: the next round tries again, the deadline bounds it
 
         ctx.parallel(one, missing, limit=JOIN_BATCH)
@@ -188,7 +192,7 @@ class SwarmDriver(COEDriver):
                 client = ctx.docker(node_info(ctx, cluster, m))
                 if _swarm_state(client).get("ControlAvailable"):
                     return client
-            except (TemporaryError, docker.errors.DockerException) as exc:
+            except (TemporaryError, *DOCKER_FAILURES) as exc:
                 errors.append(f"{m.name}: {exc}")
         raise TemporaryError("no reachable swarm manager" + (f" ({'; '.join(errors)})" if errors else ""))
 
@@ -251,7 +255,7 @@ class SwarmDriver(COEDriver):
                 finally:
                     client.close()
                 break
-            except docker.errors.DockerException:
+            except DOCKER_FAILURES:
                 continue
         if swarm_nodes is None:
             return ClusterHealth(

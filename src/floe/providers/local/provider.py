@@ -84,6 +84,7 @@ class LocalProvider(InfraProvider, ProviderWithImageImport):
         self.registry_port = registry_port
         self.registry_address = f"{self.infra_ip}:{registry_port}"
         self._registry_paths = registry.RegistryPaths(self.home / "registry")
+        self._api_version: str | None = None  # the nodes' Docker API version, once a node told it
 
     # -- helpers ---------------------------------------------------------------
 
@@ -335,10 +336,17 @@ class LocalProvider(InfraProvider, ProviderWithImageImport):
         return removed
 
     def docker_client(self, info: NodeInfo) -> docker.DockerClient:
-        """A docker SDK client on the node's unix socket."""
+        """A docker SDK client on the node's unix socket.
+
+        Every node runs the host's one dockerd binary, so the API version is asked of the first
+        node only: the SDK's default ("auto") costs a /version round trip per client built.
+        """
         import docker
 
-        return docker.DockerClient(base_url=info.docker_url)
+        client = docker.DockerClient(base_url=info.docker_url, version=self._api_version or "auto")
+        if self._api_version is None:
+            self._api_version = client.api.api_version
+        return client
 
     def host_cluster_tags(self) -> set[str]:
         """Tags found on netns, links, iptables comments, cgroups and node directories."""
