@@ -10,7 +10,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, defer
@@ -24,8 +24,8 @@ from floe.services.errors import Conflict, InvalidInput, NotFound
 from floe.services.identity import Caller
 from floe.services.templates import (
     LabelValue,
+    MagnumSpec,
     Page,
-    check_dns_name,
     find_template,
     generate_name,
     is_uuid_like,
@@ -49,12 +49,9 @@ WORKER_NODEGROUP = "default-worker"
 MASTER_NODEGROUP = "default-master"
 
 
-class ClusterSpec(BaseModel):
+class ClusterSpec(MagnumSpec):
     """A cluster-create request with Magnum's field names; unknown fields are refused."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    name: str | None = Field(default=None, max_length=63)
     cluster_template_id: str = Field(min_length=1, max_length=255)
     keypair: str | None = Field(default=None, min_length=1, max_length=255)
     node_count: int = Field(default=1, ge=0, strict=True)
@@ -70,23 +67,6 @@ class ClusterSpec(BaseModel):
     floating_ip_enabled: bool | None = None
     master_lb_enabled: bool | None = None
     merge_labels: bool = False
-
-    @model_validator(mode="before")
-    @classmethod
-    def _null_means_default(cls, data: Any) -> Any:
-        # Clients send null for options the user left out (create_timeout, node_count…).
-        if isinstance(data, dict):
-            return {
-                k: v
-                for k, v in data.items()
-                if not (v is None and k in cls.model_fields and cls.model_fields[k].default is not None)
-            }
-        return data
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str | None) -> str | None:
-        return None if v is None else check_dns_name(v)
 
     @field_validator("master_count")
     @classmethod

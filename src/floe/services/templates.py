@@ -178,12 +178,36 @@ def page_of(items: list[T], limit: int, marker_of) -> Page[T]:
 # Template fields
 
 
-class TemplateSpec(BaseModel):
-    """Every writable cluster-template field, with floe's rules; unknown fields are refused."""
+class MagnumSpec(BaseModel):
+    """A create request in Magnum's shape: unknown fields refused, null meaning the default, and
+    `name`, when given, a DNS label."""
 
     model_config = ConfigDict(extra="forbid")
 
     name: str | None = Field(default=None, max_length=63)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_means_default(cls, data: Any) -> Any:
+        # Magnum's clients send null for every option the user left out (create_timeout,
+        # node_count…); for fields with a non-null default, null means "the default".
+        if isinstance(data, dict):
+            return {
+                k: v
+                for k, v in data.items()
+                if not (v is None and k in cls.model_fields and cls.model_fields[k].default is not None)
+            }
+        return data
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str | None) -> str | None:
+        return None if v is None else check_dns_name(v)
+
+
+class TemplateSpec(MagnumSpec):
+    """Every writable cluster-template field, with floe's rules; unknown fields are refused."""
+
     coe: str
     image_id: str = Field(default=DEFAULT_IMAGE, min_length=1, max_length=255)
     flavor_id: str | None = Field(default=None, min_length=1, max_length=255)
@@ -214,24 +238,6 @@ class TemplateSpec(BaseModel):
     tags: str | None = Field(default=None, max_length=255)
     # Magnum lets a template name its driver; floe has exactly one.
     driver: str | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _null_means_default(cls, data: Any) -> Any:
-        # python-magnumclient sends null for every option the user left out;
-        # for fields that have a non-null default, null means "the default".
-        if isinstance(data, dict):
-            return {
-                k: v
-                for k, v in data.items()
-                if not (v is None and k in cls.model_fields and cls.model_fields[k].default is not None)
-            }
-        return data
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str | None) -> str | None:
-        return None if v is None else check_dns_name(v)
 
     @field_validator("coe")
     @classmethod
