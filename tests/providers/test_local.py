@@ -212,6 +212,8 @@ def test_docker_clients_ask_the_api_version_once(provider, cluster):
     assert client.api.api_version == provider._api_version
     with pytest.raises(requests.exceptions.ConnectionError):
         client.ping()
+    client.close()
+    first.close()
 
 
 def test_daemon_config_and_key_permissions(provider, cluster, registry_info):
