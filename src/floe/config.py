@@ -3,9 +3,72 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
+
+log = logging.getLogger("floe.config")
+
+HOME_MODE = 0o700
+SECRET_MODE = 0o600
+# Files in the home that hold secrets: the database (every cluster CA's private key) with
+# SQLite's companions, and the admin token. Nodes' TLS keys are written 0600 by the provider.
+SECRET_FILES = ("floe.db", "floe.db-wal", "floe.db-shm", "floe.db-journal", "admin-token")
+
+
+class HomeError(RuntimeError):
+    """FLOE_HOME cannot be made private to floe's user: floe refuses to run there."""
+
+
+def secure_file(path: Path, mode: int = SECRET_MODE) -> None:
+    """Give an existing file exactly `mode`; absent is fine."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return
+    if stat.S_IMODE(st.st_mode) != mode:
+        try:
+            os.chmod(path, mode)
+        except OSError as exc:
+            raise HomeError(
+                f"{path} has mode {stat.S_IMODE(st.st_mode):04o} and cannot be made {mode:04o}: {exc}"
+            ) from None
+
+
+def secure_home(home: Path) -> Path:
+    """Make floe's home private whatever the umask: the directory 0700, its secret files 0600.
+
+    A home made beforehand (an admin's /srv/floe at 0755) is tightened; one that cannot be,
+    or that belongs to another user (who could loosen it again), is refused with HomeError.
+    """
+    home = Path(home)
+    try:
+        home.mkdir(parents=True, exist_ok=True, mode=HOME_MODE)
+        st = home.stat()
+    except OSError as exc:
+        raise HomeError(f"cannot create FLOE_HOME {home}: {exc}") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise HomeError(f"FLOE_HOME {home} is not a directory")
+    if st.st_uid != os.geteuid():
+        raise HomeError(
+            f"FLOE_HOME {home} belongs to uid {st.st_uid}, not to uid {os.geteuid()} that floe runs as: "
+            "its owner could read every cluster's CA key there (chown it, or choose another FLOE_HOME)"
+        )
+    old = stat.S_IMODE(st.st_mode)
+    if old != HOME_MODE:
+        try:
+            os.chmod(home, HOME_MODE)
+        except OSError as exc:
+            raise HomeError(
+                f"FLOE_HOME {home} has mode {old:04o} (other users may read floe's keys) and cannot be made "
+                f"{HOME_MODE:04o}: {exc}"
+            ) from None
+        log.warning("FLOE_HOME %s had mode %04o: made it %04o", home, old, HOME_MODE)
+    for name in SECRET_FILES:
+        secure_file(home / name)
+    return home
 
 
 def _default_home() -> Path:
@@ -35,6 +98,9 @@ class Settings:
     provider: str = "local"
     sim_boot_delay: float = 0.0
     sim_coe_delay: float = 0.0
+    # The largest request body the API reads (413 beyond); image uploads have their own bound.
+    max_body_bytes: int = 1 << 20
+    max_image_bytes: int = 8 << 30
 
     @property
     def db_url(self) -> str:
@@ -80,6 +146,10 @@ class Settings:
             values["sim_boot_delay"] = float(env["FLOE_SIM_BOOT_DELAY"])
         if env.get("FLOE_SIM_COE_DELAY"):
             values["sim_coe_delay"] = float(env["FLOE_SIM_COE_DELAY"])
+        if env.get("FLOE_MAX_BODY_BYTES"):
+            values["max_body_bytes"] = int(env["FLOE_MAX_BODY_BYTES"])
+        if env.get("FLOE_MAX_IMAGE_BYTES"):
+            values["max_image_bytes"] = int(env["FLOE_MAX_IMAGE_BYTES"])
         values.update(overrides)
         settings = cls(**values)
         if settings.provider not in PROVIDERS:

@@ -12,6 +12,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 CA_DAYS = 3650
 CERT_DAYS = 825
+# RFC 5280's upper bounds (ub-common-name, ub-organizational-unit-name); cryptography refuses a
+# longer common name outright, and other parsers refuse longer units.
+MAX_NAME_ATTRIBUTE = 64
 
 
 class CSRError(ValueError):
@@ -32,20 +35,34 @@ def _cert_pem(cert: x509.Certificate) -> str:
     return cert.public_bytes(serialization.Encoding.PEM).decode()
 
 
-def _name(cn: str) -> x509.Name:
-    return x509.Name(
-        [x509.NameAttribute(NameOID.ORGANIZATION_NAME, "floe"), x509.NameAttribute(NameOID.COMMON_NAME, cn)]
-    )
+def _fit(text: str) -> str:
+    """`text` cut to what a name attribute may hold (names are ASCII: characters are bytes)."""
+    if not text:
+        raise ValueError("a certificate name attribute cannot be empty")
+    return text[:MAX_NAME_ATTRIBUTE]
 
 
-def new_ca(common_name: str) -> tuple[str, str]:
-    """A self-signed CA; returns (cert_pem, key_pem)."""
+def _name(cn: str, unit: str | None = None) -> x509.Name:
+    attributes = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, "floe")]
+    if unit:
+        attributes.append(x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, _fit(unit)))
+    attributes.append(x509.NameAttribute(NameOID.COMMON_NAME, _fit(cn)))
+    return x509.Name(attributes)
+
+
+def new_ca(common_name: str, unit: str | None = None) -> tuple[str, str]:
+    """A self-signed CA; returns (cert_pem, key_pem).
+
+    `common_name` and `unit` (e.g. a cluster's uuid and its name) are cut to X.509's
+    64-character limit rather than refused: the CA's identity is its key, not its subject.
+    """
     key = _key()
     now = datetime.now(UTC)
+    subject = _name(common_name, unit)
     cert = (
         x509.CertificateBuilder()
-        .subject_name(_name(common_name))
-        .issuer_name(_name(common_name))
+        .subject_name(subject)
+        .issuer_name(subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - timedelta(minutes=5))

@@ -6,7 +6,7 @@ import logging
 import os
 import sys
 
-from floe.config import Settings
+from floe.config import HomeError, Settings, secure_home
 from floe.db.session import Database
 from floe.runtime import Runtime
 
@@ -48,7 +48,7 @@ def build_runtime(settings: Settings, provider=None, *, engine: bool = True) -> 
     from floe.engine.engine import Engine
     from floe.services import ipam
 
-    settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    secure_home(settings.home)  # HomeError if it cannot be made private
     db = Database(settings.db_url)
     db.migrate()
     with db.session() as s:
@@ -71,6 +71,10 @@ def serve(settings: Settings | None = None) -> None:
     if os.geteuid() != 0 and settings.provider == "local":
         sys.exit("error: floe server needs root: it creates network namespaces, bridges, iptables rules "
                  "and mounts, and starts a dockerd per node (run it with sudo)")
+    try:
+        secure_home(settings.home)
+    except HomeError as exc:
+        sys.exit(f"error: {exc}")
     provider = make_provider(settings)
     provider.check()
     runtime = build_runtime(settings, provider)

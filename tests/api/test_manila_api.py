@@ -91,7 +91,7 @@ def test_token_and_project_in_path(env: Env, client: TestClient) -> None:
 
 def test_unknown_routes_and_actions_are_manila_faults(client: TestClient) -> None:
     share = make_share(client)
-    fault(client.get("/v2/snapshots", headers=H), 404)
+    fault(client.get("/v2/share-groups", headers=H), 404)  # /v2/snapshots is served now (empty)
     fault(client.post(f"/v2/shares/{share['id']}/action", json={"revert": {}}, headers=H), 400, "not supported")
     fault(client.post(f"/v2/shares/{share['id']}/action", json=[1], headers=H), 400)
     fault(client.post("/v2/shares", content=b"{not json", headers={**H, "Content-Type": "application/json"}), 400)

@@ -3,19 +3,31 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import math
+import re
 import uuid
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from floe import __version__
-from floe.api import manila, versions
+from floe.api import manila, openapi, versions
 from floe.api.cache import ApiCaches, cacheable
 from floe.api.errors import error_document, error_response, install_error_handlers
-from floe.api.routers import certificates, clusters, clustertemplates, maintenance, nodes, share_attachments
+from floe.api.routers import (
+    certificates,
+    clusters,
+    clustertemplates,
+    maintenance,
+    nodes,
+    share_attachments,
+    unsupported,
+)
 from floe.runtime import Runtime
 from floe.services import identity
 from floe.services.errors import NotAuthorized
@@ -24,7 +36,7 @@ log = logging.getLogger(__name__)
 
 REQUEST_ID_HEADER = "X-OpenStack-Request-Id"
 # Magnum's bookmark links are unversioned (/clusters/<uuid>); it serves them as /v1.
-_BOOKMARK_ROOTS = ("clusters", "clustertemplates", "certificates")
+_BOOKMARK_ROOTS = ("clusters", "clustertemplates", "certificates", "mservices")
 
 
 def _normalise_path(path: str) -> str:
@@ -39,6 +51,79 @@ def _normalise_path(path: str) -> str:
 def _header(scope: Scope, name: bytes) -> str | None:
     values = [v.decode("latin-1") for k, v in scope.get("headers", []) if k.lower() == name]
     return ", ".join(values) if values else None
+
+
+# The one route whose body may exceed the API's limit (it streams to disk, bounded apart).
+IMAGE_UPLOAD = ("POST", "/v1/floe/images")
+# What may spell a non-finite number: the constants, or a float past 1e308 (json reads 1e999 as inf).
+_NON_FINITE = re.compile(rb"NaN|Infinity|[eE][+-]?[0-9]{3}|[0-9]{300}")
+
+
+class BodyTooLarge(StarletteHTTPException):
+    """Raised from `receive` once a body passes its limit; the app's handlers shape the 413."""
+
+    def __init__(self, limit: int):
+        super().__init__(413, f"The request body is larger than {limit} bytes, the most this API accepts.")
+
+
+class _NonFinite(ValueError):
+    pass
+
+
+def _reject_constant(name: str) -> None:
+    raise _NonFinite(name)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NonFinite(text[:32])
+    return value
+
+
+def _check_finite(body: bytes) -> None:
+    """400 if `body` is JSON with NaN or ±Infinity (Python's json takes them; JSON does not)."""
+    if not _NON_FINITE.search(body):
+        return
+    try:
+        json.loads(body, parse_constant=_reject_constant, parse_float=_finite_float)
+    except _NonFinite as exc:
+        raise StarletteHTTPException(
+            400, f"The request body is not valid JSON: {exc} is not a number (JSON has no NaN or Infinity)."
+        ) from None
+    except (ValueError, RecursionError, MemoryError):
+        return  # not JSON: the route says what it expected
+
+
+def limited(receive: Receive, limit: int, check_json: bool) -> Receive:
+    """`receive`, refusing a body (chunked or not) once it passes `limit` bytes, and one with
+    non-finite numbers once it is complete (when `check_json`)."""
+    received = 0
+    parts: list[bytes] = []
+
+    async def receive_limited() -> Message:
+        nonlocal received
+        message = await receive()
+        if message["type"] == "http.request":
+            chunk = message.get("body", b"")
+            received += len(chunk)
+            if received > limit:
+                raise BodyTooLarge(limit)
+            if check_json:
+                parts.append(chunk)
+                if not message.get("more_body"):
+                    _check_finite(b"".join(parts))
+                    parts.clear()
+        return message
+
+    return receive_limited
+
+
+def _declared_length(scope: Scope) -> int | None:
+    value = _header(scope, b"content-length")
+    if value is None or not (value.isascii() and value.isdigit()):
+        return None  # absent or odd: the streaming count still applies
+    return int(value) if len(value) <= 18 else 10**18  # int() refuses 4,301 digits
 
 
 class FloeMiddleware:
@@ -76,6 +161,20 @@ class FloeMiddleware:
             await send(message)
 
         try:
+            upload = (scope["method"], path) == IMAGE_UPLOAD
+            settings = scope["app"].state.runtime.settings
+            limit = settings.max_image_bytes if upload else settings.max_body_bytes
+            declared = _declared_length(scope)
+            if declared is not None and declared > limit:
+                # Refused before anything is read (or anyone authenticated: it reveals nothing).
+                too_large = BodyTooLarge(limit)
+                if path == "/v2" or path.startswith("/v2/"):
+                    refusal = manila.fault(413, too_large.detail, request_id)
+                else:
+                    refusal = error_response(413, too_large.detail, request_id)
+                await refusal(scope, receive, send_with_headers)
+                return
+            receive = limited(receive, limit, check_json=not upload)
             if path == "/v1" or path.startswith("/v1/"):
                 refusal = await self._check_v1(scope, state, headers)
                 if refusal is not None:
@@ -167,7 +266,10 @@ class FloeMiddleware:
         try:
             await self.app(scope, receive, keep)
         finally:
-            if self._flights.get(key, (None, done))[1] is done:
+            # A later request may have replaced our entry (the data changed meanwhile) and
+            # even finished and removed its own: remove the entry only if it is still ours.
+            flight = self._flights.get(key)
+            if flight is not None and flight[1] is done:
                 del self._flights[key]
             if not done.done():
                 done.set_result(None)  # an error or a refusal: those waiting build their own
@@ -191,6 +293,8 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(nodes.router)
     app.include_router(maintenance.router)
     app.include_router(share_attachments.router)
+    app.include_router(unsupported.router)  # known Magnum routes floe answers without a feature
+    openapi.install(app)  # /openapi.json and /v2/openapi.json, before the /v2 mount
     manila.install(app, runtime)  # Manila's v2 API for shares at /v2
     app.add_middleware(manila.RootSwitch)
     app.add_middleware(FloeMiddleware)

@@ -80,7 +80,8 @@ def parse_version(legacy: str | None, standard: str | None) -> tuple[int, int]:
     value = value.strip()
     if value.lower() == "latest":
         return MAX_VERSION
-    m = re.fullmatch(r"(\d+)\.(\d+)", value)
+    # ASCII digits only (\d would take "١٢"), and few enough that int() takes them.
+    m = re.fullmatch(r"([0-9]{1,9})\.([0-9]{1,9})", value)
     if not m:
         raise VersionError(
             400, f"API Version String {value} is of invalid format. Must be of format MajorNum.MinorNum."
@@ -235,7 +236,7 @@ class RootSwitch:
 
 def create_manila_app(runtime: Runtime) -> FastAPI:
     """The /v2 sub-application (mounted by create_app)."""
-    from floe.api.routers import shares
+    from floe.api.routers import share_extras, shares
 
     app = FastAPI(title="floe shares (Manila v2)", version=__version__, redirect_slashes=False,
                   openapi_url=None, docs_url=None, redoc_url=None)
@@ -244,6 +245,7 @@ def create_manila_app(runtime: Runtime) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.include_router(shares.router)
+    app.include_router(share_extras.router)  # share networks, snapshots, pools: none or refused
     app.add_middleware(ManilaMiddleware)
     return app
 
@@ -252,3 +254,7 @@ def install(app: FastAPI, runtime: Runtime) -> None:
     """Serve Manila's v2 API at /v2 of the floe app, and its versions document at / and /v2."""
     app.include_router(root_router)
     app.mount("/v2", create_manila_app(runtime))
+    # Starlette's mount pattern (`^/v2/(?P<path>.*)$`) stops at a newline, so /v2/shares/%0A
+    # would fall through to the Magnum app and get a Magnum-shaped 404.
+    mount = app.routes[-1]
+    mount.path_regex = re.compile(mount.path_regex.pattern, re.DOTALL)  # type: ignore[attr-defined]

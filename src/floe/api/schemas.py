@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, field_validator
 
 from floe.api.versions import resource_links
 from floe.db.models import Cluster, ClusterTemplate, Node
-from floe.services.clusters import ClusterSpec, ClusterView, labels_diff
+from floe.services.clusters import MAX_NODES, ClusterSpec, ClusterView, labels_diff
 from floe.services.templates import DRIVER, LabelValue, TemplateSpec
 
 
@@ -53,9 +53,16 @@ class ResizeRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    node_count: int = Field(ge=0, strict=True)
-    nodes_to_remove: list[str] = Field(default_factory=list)
+    node_count: int = Field(ge=0, le=MAX_NODES, strict=True)
+    # openstacksdk's Cluster.resize sends `"nodes_to_remove": null` when none are named; Magnum
+    # (WSME) reads null as "not given", so floe does too. node_count stays mandatory, as there.
+    nodes_to_remove: list[str] | None = None
     nodegroup: str | None = Field(default=None, max_length=255)
+
+    @field_validator("nodes_to_remove", mode="after")
+    @classmethod
+    def _none_is_empty(cls, v: list[str] | None) -> list[str]:
+        return [] if v is None else v
 
 
 class CertificateRequest(BaseModel):

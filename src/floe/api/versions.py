@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from fastapi import APIRouter, Request
 
 SERVICE = "container-infra"
@@ -45,10 +47,17 @@ def parse_version(header: str | None) -> tuple[int, int]:
             continue
         if value.lower() == "latest":
             return MAX_VERSION
-        parts = value.split(".")
-        if len(parts) != 2 or not all(p.isdigit() for p in parts):
+        # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
+        m = re.fullmatch(r"([0-9]+)\.([0-9]+)", value)
+        if not m:
             raise VersionError(400, f"Invalid value {value!r} for {HEADER} header: expected <major>.<minor>")
-        version = (int(parts[0]), int(parts[1]))
+        if any(len(part) > 9 for part in m.groups()):  # beyond every version, and int() may refuse it
+            raise VersionError(
+                406,
+                f"Version {value} was requested but is not supported by this service. "
+                f"The supported version range is: [{SERVICE} {fmt(MIN_VERSION)}, {SERVICE} {fmt(MAX_VERSION)}].",
+            )
+        version = (int(m.group(1)), int(m.group(2)))
         if not MIN_VERSION <= version <= MAX_VERSION:
             raise VersionError(
                 406,
@@ -131,6 +140,6 @@ def v1(request: Request) -> dict:
         "media_types": [{"base": "application/json", "type": "application/vnd.openstack.magnum.v1+json"}],
     }
     # Only the collections floe serves (Magnum also lists quotas, stats, nodegroups…).
-    for name in ("clustertemplates", "clusters", "certificates"):
+    for name in ("clustertemplates", "clusters", "certificates", "mservices"):
         doc[name] = _collection_links(base, name)
     return doc

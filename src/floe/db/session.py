@@ -2,11 +2,43 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+
+SQLITE_MODE = 0o600
+
+
+def private_sqlite_file(url: str) -> None:
+    """Create an SQLite database file 0600 before SQLite does, and tighten an existing one.
+
+    SQLite creates a database 0644 less the umask and gives its -wal, -shm and -journal
+    files the database's own mode: a database made 0600 first keeps all four private
+    whatever the umask. The file holds every cluster CA's private key.
+    """
+    if not url.startswith("sqlite"):
+        return
+    path = make_url(url).database
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, SQLITE_MODE)
+    try:
+        os.fchmod(fd, SQLITE_MODE)
+    finally:
+        os.close(fd)
+    for suffix in ("-wal", "-shm", "-journal"):
+        try:
+            fd = os.open(path + suffix, os.O_RDONLY)
+        except FileNotFoundError:
+            continue
+        try:
+            os.fchmod(fd, SQLITE_MODE)
+        finally:
+            os.close(fd)
 
 
 def make_engine(url: str) -> Engine:
@@ -31,6 +63,7 @@ class Database:
 
     def __init__(self, url: str):
         self.url = url
+        private_sqlite_file(url)
         self.engine = make_engine(url)
         self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
 

@@ -20,7 +20,7 @@ from datetime import timedelta
 
 import docker.errors
 import requests.exceptions
-from sqlalchemy import select, update
+from sqlalchemy import and_, case, select, update
 
 from floe.coe.base import COEDriver
 from floe.db.base import utcnow
@@ -38,6 +38,9 @@ log = logging.getLogger("floe.engine")
 
 DEFAULT_DEADLINE = timedelta(hours=1)
 MAX_TEMPORARY_RETRIES = 30
+# A step whose holder died (or stopped answering) this many times in a row while running it
+# fails the operation: it is what kills or wedges the server, and resuming it again would too.
+MAX_INTERRUPTIONS = 3
 
 
 def default_drivers() -> dict[str, COEDriver]:
@@ -144,6 +147,8 @@ class Engine:
                     continue
             if self._lease(r.id, r.lease_owner):
                 held_clusters.add(r.cluster_id)
+                if self._poisoned(r.id):
+                    continue
                 with self._lock:
                     self._running.add(r.id)
                 self._pool.submit(self._run, r.id)
@@ -151,19 +156,48 @@ class Engine:
         return started
 
     def _lease(self, op_id: int, old_owner: str | None) -> bool:
+        values: dict = {
+            "lease_owner": self.owner,
+            "lease_expires_at": utcnow() + timedelta(seconds=self.lease_seconds),
+            "state": "running",
+            "attempts": Operation.attempts + 1,
+        }
+        if old_owner is not None and old_owner != self.owner:
+            # Taken from a holder that died or stopped renewing: if it was inside a step (a
+            # step is named before it runs), that step was interrupted once more. In the same
+            # UPDATE as the lease, so a crash cannot lose the count.
+            same = and_(Operation.step != "", Operation.step == Operation.interrupted_step)
+            values["interruptions"] = case(
+                (same, Operation.interruptions + 1), (Operation.step != "", 1), else_=Operation.interruptions
+            )
+            values["interrupted_step"] = case(
+                (Operation.step != "", Operation.step), else_=Operation.interrupted_step
+            )
         with self.runtime.db.session() as s:
             cond = Operation.lease_owner.is_(None) if old_owner is None else Operation.lease_owner == old_owner
             res = s.execute(
                 update(Operation)
                 .where(Operation.id == op_id, cond, Operation.state.in_(("pending", "running")))
-                .values(
-                    lease_owner=self.owner,
-                    lease_expires_at=utcnow() + timedelta(seconds=self.lease_seconds),
-                    state="running",
-                    attempts=Operation.attempts + 1,
-                )
+                .values(**values)
             )
             return res.rowcount == 1
+
+    def _poisoned(self, op_id: int) -> bool:
+        """Fail a just-leased operation whose step keeps taking its holders down; True if so."""
+        with self.runtime.db.session() as s:
+            row = s.execute(
+                select(Operation.kind, Operation.interrupted_step, Operation.interruptions).where(Operation.id == op_id)
+            ).one()
+        if row.interruptions < MAX_INTERRUPTIONS:
+            return False
+        self._fail(
+            op_id,
+            f"{row.kind} stopped: step {row.interrupted_step} was interrupted {row.interruptions} times in a row "
+            "(the server died or stopped answering while running it), so it is not resumed again; "
+            "see the server log, then delete the cluster or try again",
+            owner=self.owner,
+        )
+        return True
 
     def _release(self, op_id: int, owner: str | None) -> None:
         with self.runtime.db.session() as s:

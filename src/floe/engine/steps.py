@@ -20,6 +20,7 @@ from floe.engine.context import StepContext
 from floe.engine.errors import PermanentError, TemporaryError
 from floe.providers.base import NetworkSpec, NodeInfo, NodeSpec, ProviderError, RegistryInfo, TLSMaterial
 from floe.services import ipam
+from floe.services.errors import Conflict
 
 
 @dataclass(frozen=True)
@@ -86,46 +87,79 @@ def node_info(ctx: StepContext, cluster: ClusterRef, node: NodeRef) -> NodeInfo:
 
 
 def node_name(cluster_name: str, role: str, index: int) -> str:
-    base = cluster_name[:40].rstrip("-")
-    return f"{base}-{'master' if role == 'manager' else 'node'}-{index}"
+    """The node's name, hostname and Swarm node name: a DNS label (63 chars at most) for any index."""
+    suffix = f"-{'master' if role == 'manager' else 'node'}-{index}"
+    base = cluster_name[: min(40, 63 - len(suffix))].rstrip("-")
+    return f"{base}{suffix}"
 
 
 # --- plan ------------------------------------------------------------------------------
+# Node rows planned per transaction: the write lock (all of SQLite) is never held for work that
+# grows with the request, and each batch is idempotent (a crash between two resumes at the next).
+PLAN_BATCH = 256
+
+
 def plan_nodes(ctx: StepContext, masters: int, workers: int) -> None:
-    """Make sure the cluster has its networks, CA and node rows with addresses (idempotent)."""
-    settings = ctx.runtime.settings
+    """Make sure the cluster has its networks, CA and node rows with addresses (idempotent).
+
+    Refuses (PermanentError) before building anything when the range cannot hold the nodes.
+    """
+    rng = ctx.runtime.settings.network
     with ctx.session() as s:
         c = ctx.cluster(s)
-        rng = settings.network
         if c.subnet is None:
             ipam.ensure_infra(s, rng)
-            net_prefix = ipam.cluster_net_prefix(masters + workers)
-            (net,) = ipam.allocate(s, rng, net_prefix, "cluster-net", c.uuid)
-            (pool,) = ipam.allocate(s, rng, ipam.SWARM_POOL_PREFIX, "swarm-pool", c.uuid)
+            try:
+                (net,) = ipam.allocate(s, rng, ipam.cluster_net_prefix(masters + workers), "cluster-net", c.uuid)
+                (pool,) = ipam.allocate(s, rng, ipam.SWARM_POOL_PREFIX, "swarm-pool", c.uuid)
+            except Conflict as exc:
+                raise PermanentError(exc.detail) from None
             c.subnet, c.swarm_pool = str(net), str(pool)
         if c.ca_cert_pem is None:
-            c.ca_cert_pem, c.ca_key_pem = pki.new_ca(f"floe cluster {c.name} {c.uuid}")
+            # The uuid names the CA: with the cluster's name too, a CN overflows X.509's 64 characters.
+            c.ca_cert_pem, c.ca_key_pem = pki.new_ca(f"floe cluster {c.uuid}", unit=c.name)
+    while _plan_batch(ctx, rng, masters, workers):
+        pass
+
+
+def _plan_batch(ctx: StepContext, rng: ipaddress.IPv4Network, masters: int, workers: int) -> bool:
+    """Add up to PLAN_BATCH missing node rows in one transaction; False when none was missing."""
+    with ctx.session() as s:
+        c = ctx.cluster(s)
         existing = ctx.nodes(s)
         active = [n for n in existing if n.state != "removing"]
-        want = {"manager": masters, "worker": workers}
-        new: list[Node] = []
-        for role, count in want.items():
-            have = [n for n in active if n.role == role]
+        missing: list[tuple[str, int]] = []
+        for role, count in (("manager", masters), ("worker", workers)):
+            have = sum(1 for n in active if n.role == role)
             next_index = max((n.index for n in existing if n.role == role), default=-1) + 1
-            for i in range(count - len(have)):
-                idx = next_index + i
-                new.append(Node(cluster_id=c.id, name=node_name(c.name, role, idx), role=role, index=idx))
-        if not new:
-            return
+            missing += [(role, next_index + i) for i in range(max(count - have, 0))]
+        if not missing:
+            return False
+        # Capacity first, for everything still missing: a cluster the range cannot hold fails
+        # here with nothing built, instead of half-way through.
+        subnet = ipaddress.ip_network(c.subnet)
         used = {n.address for n in existing}
-        free = (str(a) for a in ipam.host_addresses(ipaddress.ip_network(c.subnet)) if str(a) not in used)
+        free_addresses = subnet.num_addresses - 3 - len(used)  # network, gateway, broadcast
+        if free_addresses < len(missing):
+            raise PermanentError(
+                f"cluster network {c.subnet} has room for {max(free_addresses, 0)} more node(s), "
+                f"not {len(missing)}"
+            )
+        free_pools = ipam.free_blocks(s, rng, ipam.NODE_POOL_PREFIX, len(missing))
+        if free_pools < len(missing):
+            raise PermanentError(
+                f"address range {rng} has room for {free_pools} more node(s), not {len(missing)}: "
+                "delete clusters or set a larger FLOE_ADDRESS_RANGE"
+            )
+        batch = missing[:PLAN_BATCH]
+        new = [Node(cluster_id=c.id, name=node_name(c.name, role, idx), role=role, index=idx) for role, idx in batch]
+        free = (str(a) for a in ipam.host_addresses(subnet) if str(a) not in used)
         pools = ipam.allocate(s, rng, ipam.NODE_POOL_PREFIX, "node-pool", c.uuid, count=len(new))
         for node, pool in zip(new, pools, strict=True):
-            node.address = next(free, None)
-            if node.address is None:
-                raise PermanentError(f"cluster network {c.subnet} has no free address for {node.name}")
+            node.address = next(free)
             node.docker_pool = str(pool)
             s.add(node)
+        return True
 
 
 def plan_create(ctx: StepContext) -> None:

@@ -20,12 +20,16 @@ from floe.db.models import Cluster, ClusterTemplate, Node
 from floe.db.session import Database
 from floe.engine.operations import start_operation
 from floe.runtime import Runtime
+from floe.services import ipam
 from floe.services.errors import Conflict, InvalidInput, NotFound
 from floe.services.identity import Caller
 from floe.services.templates import (
+    MAX_DOCKER_VOLUME_GB,
     LabelValue,
     MagnumSpec,
     Page,
+    ascii_int,
+    check_labels,
     find_template,
     generate_name,
     is_uuid_like,
@@ -46,7 +50,13 @@ INTERNAL_ATTRS = frozenset(
      "container_version", "faults"}
 )
 WORKER_NODEGROUP = "default-worker"
+# Minutes a create may take before it fails: 30 days at most (Magnum sets no bound; a
+# deadline must fit the database and Python's datetime).
+MAX_CREATE_TIMEOUT = 30 * 24 * 60
 MASTER_NODEGROUP = "default-master"
+# No address range floe accepts holds more nodes in one cluster than this (a /8 holds 32,695):
+# a static bound, so that no number too large for the database gets past the request body.
+MAX_NODES = 1 << 16
 
 
 class ClusterSpec(MagnumSpec):
@@ -54,19 +64,24 @@ class ClusterSpec(MagnumSpec):
 
     cluster_template_id: str = Field(min_length=1, max_length=255)
     keypair: str | None = Field(default=None, min_length=1, max_length=255)
-    node_count: int = Field(default=1, ge=0, strict=True)
-    master_count: int = Field(default=1, ge=1, strict=True)
-    docker_volume_size: int | None = Field(default=None, ge=1, strict=True)
+    node_count: int = Field(default=1, ge=0, le=MAX_NODES, strict=True)
+    master_count: int = Field(default=1, ge=1, le=MAX_NODES, strict=True)
+    docker_volume_size: int | None = Field(default=None, ge=1, le=MAX_DOCKER_VOLUME_GB, strict=True)
     labels: dict[str, LabelValue] | None = None
     master_flavor_id: str | None = Field(default=None, min_length=1, max_length=255)
     flavor_id: str | None = Field(default=None, min_length=1, max_length=255)
-    create_timeout: int = Field(default=60, ge=0, strict=True)
+    create_timeout: int = Field(default=60, ge=0, le=MAX_CREATE_TIMEOUT, strict=True)
     discovery_url: str | None = Field(default=None, max_length=255)
     fixed_network: str | None = Field(default=None, min_length=1, max_length=255)
     fixed_subnet: str | None = Field(default=None, min_length=1, max_length=255)
     floating_ip_enabled: bool | None = None
     master_lb_enabled: bool | None = None
     merge_labels: bool = False
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, v: dict[str, LabelValue] | None) -> dict[str, LabelValue] | None:
+        return check_labels(v)
 
     @field_validator("master_count")
     @classmethod
@@ -212,6 +227,7 @@ def create_cluster(runtime: Runtime, caller: Caller, spec: ClusterSpec) -> Clust
     The template must be visible to the caller (400 otherwise); fields the request
     leaves out are inherited from it. Nodes are not planned here: the engine does it.
     """
+    check_capacity(runtime, spec.master_count, spec.node_count)
     with runtime.db.session() as session:
         try:
             ct = find_template(session, caller, spec.cluster_template_id)
@@ -259,13 +275,32 @@ def create_cluster(runtime: Runtime, caller: Caller, spec: ClusterSpec) -> Clust
 
 
 def _node_count(value: Any) -> int:
+    shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:40] + "…"
     if isinstance(value, bool):
-        raise InvalidInput(f"node_count must be a whole number >= 0, not {value!r}")
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value.strip())
+        raise InvalidInput(f"node_count must be a whole number >= 0, not {shown}")
+    if isinstance(value, str) and ascii_int(value) is not None:
+        value = ascii_int(value)
     if not isinstance(value, int) or value < 0:
-        raise InvalidInput(f"node_count must be a whole number >= 0, not {value!r}")
+        raise InvalidInput(f"node_count must be a whole number >= 0, not {shown}")
+    if value > MAX_NODES:
+        raise InvalidInput(f"node_count {shown} is too large: a cluster has at most {MAX_NODES} nodes")
     return value
+
+
+def check_capacity(runtime: Runtime, masters: int, workers: int) -> None:
+    """InvalidInput unless a cluster of `masters` + `workers` nodes can fit in floe's address range.
+
+    The bound a request can be refused with before anything is built (a project's quota will be
+    a second one); what is free right now is checked by the engine's plan step.
+    """
+    rng = runtime.settings.network
+    most = ipam.max_cluster_nodes(rng)
+    if masters + workers > most:
+        raise InvalidInput(
+            f"a cluster of {masters} manager(s) and {workers} worker(s) cannot fit: the address range {rng} "
+            f"holds at most {most} nodes in one cluster (each node takes a /{ipam.NODE_POOL_PREFIX} for its "
+            "dockerd); ask for fewer nodes, or set a larger FLOE_ADDRESS_RANGE"
+        )
 
 
 def update_cluster(runtime: Runtime, caller: Caller, ident: str, patch: list[dict[str, Any]]) -> Cluster:
@@ -293,6 +328,7 @@ def update_cluster(runtime: Runtime, caller: Caller, ident: str, patch: list[dic
     assert node_count is not None
     with runtime.db.session() as session:
         cluster = find_cluster(session, caller, ident)
+        check_capacity(runtime, cluster.master_count, node_count)
         start_operation(session, cluster, "update", {"node_count": node_count})
     runtime.wake_engine()
     return cluster
@@ -319,6 +355,7 @@ def resize_cluster(
     wanted = list(dict.fromkeys(nodes_to_remove or []))
     with runtime.db.session() as session:
         cluster = find_cluster(session, caller, ident)
+        check_capacity(runtime, cluster.master_count, node_count)
         remove: list[str] = []
         if wanted:
             nodes = list(session.scalars(select(Node).where(Node.cluster_id == cluster.id)))

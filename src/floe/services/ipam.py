@@ -37,6 +37,29 @@ def cluster_net_prefix(nodes: int) -> int:
     return prefix
 
 
+def max_cluster_nodes(address_range: IPv4Network) -> int:
+    """The most nodes one cluster could ever have in `address_range` (all of it free).
+
+    Each node takes a /23 for its dockerd and an address in the cluster network; the cluster a
+    /20 swarm pool and its network; the range's first /24 is floe's (it spoils that /23).
+    Other clusters' allocations only lower this: the plan step checks what is really free.
+    """
+    total = address_range.num_addresses
+    fixed = (1 << (32 - NODE_POOL_PREFIX)) + (1 << (32 - SWARM_POOL_PREFIX))
+    nodes = max((total - fixed - (1 << (32 - CLUSTER_NET_PREFIX))) >> (32 - NODE_POOL_PREFIX), 0)
+    while nodes > 0:
+        net = 1 << (32 - cluster_net_prefix(nodes))
+        if fixed + net + (nodes << (32 - NODE_POOL_PREFIX)) <= total:
+            return nodes
+        nodes -= 1
+    return 0
+
+
+def free_blocks(session: Session, address_range: IPv4Network, prefixlen: int, count: int) -> int:
+    """How many free /prefixlen blocks the range has, counting no further than `count` (cheap, bounded)."""
+    return len(_free_blocks(_free_map(session).gaps, address_range, prefixlen, count))
+
+
 def infra_subnet(address_range: IPv4Network) -> IPv4Network:
     return next(address_range.subnets(new_prefix=24))
 

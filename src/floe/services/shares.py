@@ -24,7 +24,7 @@ from floe.runtime import Runtime
 from floe.services.clusters import find_cluster
 from floe.services.errors import Conflict, Forbidden, InvalidInput, NotFound
 from floe.services.identity import Caller
-from floe.services.templates import check_dns_name, is_uuid_like
+from floe.services.templates import ascii_int, check_dns_name, is_uuid_like
 from floe.storage.base import ACCESS_IP, EXTEND, ONLINE_EXTEND, SHRINK, StorageError
 
 # Statuses in which a share is online and accepts new work. The *_error ones are Manila's
@@ -35,6 +35,7 @@ CLUSTER_ACCESS_TYPES = ("floe_cluster", "user")  # `user` for clients that allow
 ACCESS_TYPES = (*CLUSTER_ACCESS_TYPES, "ip")
 MOUNT_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 GIB = 1024**3
+MAX_SHARE_GIB = 1024 * 1024  # 1 PiB: past any backend here, and far from the database's integers
 
 
 @dataclass(frozen=True)
@@ -177,12 +178,11 @@ def _check_quota(session: Session, project_id: str, add_gb: int, add_shares: int
 
 
 def _positive_size(value: Any, what: str = "size") -> int:
-    if isinstance(value, bool):
-        raise InvalidInput(f"Share {what} must be a whole number of GiB > 0, not {value!r}.")
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value.strip())
-    if not isinstance(value, int) or value <= 0:
-        raise InvalidInput(f"Share {what} must be a whole number of GiB > 0, not {value!r}.")
+    if isinstance(value, str) and ascii_int(value) is not None:
+        value = ascii_int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_SHARE_GIB:
+        shown = f"{value[:64]!r}" if isinstance(value, str) else repr(value)[:64]
+        raise InvalidInput(f"Share {what} must be a whole number of GiB from 1 to {MAX_SHARE_GIB}, not {shown}.")
     return value
 
 

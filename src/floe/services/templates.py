@@ -9,16 +9,25 @@ from __future__ import annotations
 import ast
 import ipaddress
 import json
+import math
 import random
 import re
 import uuid as uuidlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
 import jsonpatch
 import jsonpointer
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -41,7 +50,24 @@ _GREEK = (
     "sigma tau upsilon phi chi psi omega"
 ).split()
 
-LabelValue = str | int | bool | float
+# Bounds on what one request may store (each refusal names its bound).
+MAX_LABELS = 100
+MAX_LABEL_KEY = 255
+MAX_LABEL_VALUE = 1024  # characters, of a value's text form
+# python-magnumclient sends a patch's labels as one string: at most this many characters.
+MAX_LABELS_TEXT = 128 * 1024
+MAX_DOCKER_VOLUME_GB = 16384  # 16 TiB
+_ASCII_INT = re.compile(r"[0-9]{1,18}")
+
+
+def _finite(v: float) -> float:
+    if not math.isfinite(v):
+        # JSON has no NaN or Infinity: stored, they would make every answer non-standard JSON.
+        raise ValueError(f"{v} is not a finite number")
+    return v
+
+
+LabelValue = str | int | bool | Annotated[float, AfterValidator(_finite)]
 
 
 # ---------------------------------------------------------------------------
@@ -94,18 +120,68 @@ def describe_validation_errors(errors: Sequence[dict[str, Any]], skip: tuple[str
     return "; ".join(parts) or "invalid input"
 
 
+def ascii_int(value: str) -> int | None:
+    """The number a string of ASCII digits (at most 18) spells, else None.
+
+    str.isdigit() also takes "²" (which int() refuses) and "١٢" (which it takes); a number
+    given as text must be plain ASCII, and short enough that no bound is near.
+    """
+    value = value.strip()
+    return int(value) if _ASCII_INT.fullmatch(value) else None
+
+
+def check_labels(labels: dict[str, Any] | None) -> dict[str, Any] | None:
+    """`labels` if within floe's bounds (count, key and value lengths), else ValueError."""
+    if labels is None:
+        return labels
+    if len(labels) > MAX_LABELS:
+        raise ValueError(f"{len(labels)} labels given: at most {MAX_LABELS} are allowed")
+    for key, value in labels.items():
+        if not 1 <= len(key) <= MAX_LABEL_KEY:
+            raise ValueError(f"label key {key[:64]!r}… must be 1-{MAX_LABEL_KEY} characters")
+        if len(str(value)) > MAX_LABEL_VALUE:
+            raise ValueError(f"the value of label {key!r} is longer than {MAX_LABEL_VALUE} characters")
+    return labels
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def _literal_dict(text: str) -> dict | None:
+    """A dict written as a Python literal of plain constants (python-magnumclient sends
+    `str(dict)`), or None. Only that shape is accepted: nothing is evaluated."""
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+    node = tree.body
+    if not isinstance(node, ast.Dict):
+        return None
+    out: dict = {}
+    for k, v in zip(node.keys, node.values, strict=True):
+        if not (isinstance(k, ast.Constant) and isinstance(k.value, str) and isinstance(v, ast.Constant)):
+            return None
+        if not isinstance(v.value, str | int | float) or (isinstance(v.value, float) and not math.isfinite(v.value)):
+            return None
+        out[k.value] = v.value
+    return out
+
+
 def coerce_dict(value: Any, what: str) -> Any:
-    """Accept a dict given as a string, as python-magnumclient sends labels in a patch."""
+    """Accept a dict given as a string, as python-magnumclient sends labels in a patch
+    (`str(dict)`: a Python literal), or as JSON text."""
     if not isinstance(value, str):
         return value
-    for parse in (json.loads, ast.literal_eval):
-        try:
-            parsed = parse(value)
-        except (ValueError, SyntaxError, TypeError):
-            continue
-        if isinstance(parsed, dict):
-            return parsed
-    raise InvalidInput(f"{what} must be a dictionary, not {value!r}")
+    if len(value) > MAX_LABELS_TEXT:
+        raise InvalidInput(f"{what} given as text must be at most {MAX_LABELS_TEXT} characters")
+    try:
+        parsed = json.loads(value, parse_constant=_no_constant)
+    except (ValueError, RecursionError, MemoryError):
+        parsed = _literal_dict(value)
+    if isinstance(parsed, dict):
+        return parsed
+    raise InvalidInput(f"{what} must be a dictionary, not {value[:200]!r}")
 
 
 T = TypeVar("T")
@@ -220,7 +296,7 @@ class TemplateSpec(MagnumSpec):
     network_driver: str | None = Field(default=None, min_length=1, max_length=255)
     volume_driver: str | None = Field(default=None, min_length=1, max_length=255)
     apiserver_port: int | None = Field(default=None, ge=1024, le=65535, strict=True)
-    docker_volume_size: int | None = Field(default=None, ge=1, strict=True)
+    docker_volume_size: int | None = Field(default=None, ge=1, le=MAX_DOCKER_VOLUME_GB, strict=True)
     docker_storage_driver: str | None = Field(default=None, min_length=1, max_length=64)
     cluster_distro: str | None = Field(default=None, min_length=1, max_length=255)
     http_proxy: str | None = Field(default=None, min_length=1, max_length=255)
@@ -238,6 +314,11 @@ class TemplateSpec(MagnumSpec):
     tags: str | None = Field(default=None, max_length=255)
     # Magnum lets a template name its driver; floe has exactly one.
     driver: str | None = None
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, v: dict[str, LabelValue]) -> dict[str, LabelValue]:
+        return check_labels(v)  # type: ignore[return-value]
 
     @field_validator("coe")
     @classmethod

@@ -19,12 +19,14 @@ from floe.api.versions import host_url
 from floe.db.models import Share, ShareAccessRule
 from floe.services import shares as svc
 from floe.services.errors import Forbidden, InvalidInput, NotFound
+from floe.services.templates import ascii_int
 
 router = APIRouter(tags=["shares"])
 
 AVAILABILITY_ZONE = "floe"
 _AZ_ID = "8d1c1c1e-6a3c-5a7e-9b0e-0f1c9e3d2a10"
 _EPOCH = datetime(2026, 1, 1)
+MAX_PAGING = 2**31 - 1  # limit and offset: SQLite's integers end at 2**63
 
 
 def _time(value: datetime | None) -> str | None:
@@ -148,9 +150,10 @@ def _list(request: Request, runtime, caller, detail: bool, params: dict[str, str
         value = params.get(key)
         if value is None:
             return None
-        if not value.isdigit():
-            raise InvalidInput(f"{key} must be a whole number >= 0, not {value!r}.")
-        return int(value)
+        n = ascii_int(value)
+        if n is None or n > MAX_PAGING:
+            raise InvalidInput(f"{key} must be a whole number from 0 to {MAX_PAGING}, not {value[:64]!r}.")
+        return n
 
     found = svc.list_shares(
         runtime.db, caller, name=params.get("name"), status=params.get("status"),

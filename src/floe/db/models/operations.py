@@ -26,6 +26,11 @@ class Operation(Base):
     lease_expires_at: Mapped[datetime | None] = mapped_column(default=None)
     deadline_at: Mapped[datetime | None] = mapped_column(default=None)
     attempts: Mapped[int] = mapped_column(default=0)
+    # The step that was running when a holder of this operation died or stopped answering, and
+    # how many times in a row that happened to it: the engine gives up on a step that keeps
+    # killing or wedging its server (engine.MAX_INTERRUPTIONS) instead of resuming it forever.
+    interrupted_step: Mapped[str] = mapped_column(String(64), default="")
+    interruptions: Mapped[int] = mapped_column(default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)

@@ -51,6 +51,15 @@ def ensure(rules: Sequence[Rule], comment: str, *, top: bool) -> bool:
     return True
 
 
+def remove(rules: Sequence[Rule], comment: str) -> list[str]:
+    """Delete exactly these rules (with their comment), every copy; return the ones that were there."""
+    removed: list[str] = []
+    for rule in rules:
+        while _iptables("-D", *_spec(rule, comment), check=False).returncode == 0:
+            removed.append(shlex.join(_spec(rule, comment)))
+    return removed
+
+
 def listing() -> list[str]:
     """`iptables -S` of the filter table, one rule per line."""
     return _iptables("-S").stdout.splitlines()

@@ -4,13 +4,18 @@ Every host object of a cluster carries its 8-hex-char tag, so a cluster can be f
 (and purged) from the host alone: network namespaces, bridges, veths, iptables
 comments, cgroups and directories. Everything that ends up in a name or a path is
 validated here first, so no caller input can reach a shell or escape a directory.
+
+floe's own infra objects (the registry's link and rules) have no tag: their names
+derive from the home and the address range, so two floes on one host never share one.
 """
 
 from __future__ import annotations
 
 import hashlib
 import ipaddress
+import os
 import re
+from pathlib import Path
 
 from floe.providers.base import ProviderError
 
@@ -25,6 +30,8 @@ BRIDGE_RE = re.compile(r"^flb-([0-9a-f]{8})$")
 VETH_RE = re.compile(r"^fv([0-9a-f]{8})[0-9a-f]{5}$")
 COMMENT_RE = re.compile(r"--comment \"?floe:([0-9a-f]{8})\"?(?:\s|$)")
 INFRA_LINK_RE = re.compile(r"^fli[0-9a-f]{8}$")
+# Hex digits of the hash in a shortened node directory name (see node_dir_name).
+SHORT_DIR_HASH = 10
 
 
 def check_tag(tag: str) -> str:
@@ -72,11 +79,41 @@ def comment(tag: str) -> str:
     return f"floe:{tag}"
 
 
-def infra_link_name(subnet: ipaddress.IPv4Network) -> str:
-    """Link (a port-less bridge) holding the infra address: hashed so providers with different ranges coexist."""
+def node_dir_name(name: str, room: int) -> str:
+    """Directory of a node under home/nodes/TAG/: its name if `room` characters allow it.
+
+    A longer one (a long home and a long node name would overflow a unix socket's path)
+    becomes a prefix of the name, "_" and a hash of it: deterministic, so every later call
+    finds the same directory, and never a DNS label, so never another node's full name.
+    """
+    if len(name) <= room:
+        return name
+    digest = f"_{_short_hash(name, SHORT_DIR_HASH)}"
+    if room < len(digest):
+        raise ProviderError(f"no room for a node directory under a home this long (node {name})")
+    return name[: room - len(digest)] + digest
+
+
+def _home_key(home: Path | str) -> str:
+    # The real path: the same home reached through a symlink names the same objects.
+    return os.path.realpath(home)
+
+
+def infra_link_name(home: Path | str, subnet: ipaddress.IPv4Network) -> str:
+    """Link (a port-less bridge) holding the infra address, unique per home and range."""
+    return f"fli{_short_hash(f'{_home_key(home)}|{subnet}', 8)}"
+
+
+def infra_comment(home: Path | str, subnet: ipaddress.IPv4Network) -> str:
+    """iptables comment of the infra (registry) rules, unique per home and range; never matches COMMENT_RE."""
+    return f"floe:infra-{_short_hash(f'{_home_key(home)}|{subnet}', 8)}"
+
+
+def legacy_infra_link_name(subnet: ipaddress.IPv4Network) -> str:
+    """The infra link's name before it depended on the home (shared by homes with one range)."""
     return f"fli{_short_hash(str(subnet), 8)}"
 
 
-def infra_comment(subnet: ipaddress.IPv4Network) -> str:
-    """iptables comment of the infra (registry) rules; never matches COMMENT_RE."""
+def legacy_infra_comment(subnet: ipaddress.IPv4Network) -> str:
+    """The infra rules' comment before it depended on the home."""
     return f"floe:infra-{_short_hash(str(subnet), 8)}"

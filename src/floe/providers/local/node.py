@@ -32,6 +32,7 @@ READY_TIMEOUT = 90.0
 POLL_INTERVAL = 0.02
 # sun_path is 108 bytes including the terminating NUL.
 MAX_SOCKET_PATH = 107
+SOCKET_NAME = "docker.sock"
 
 # Runs as the node's pid 1 before docker-init; all variable parts are positional
 # arguments, never spliced into the script.
@@ -67,9 +68,14 @@ exec "$@"
 
 @dataclass(frozen=True)
 class NodePaths:
-    """Files of one node under home/nodes/TAG/NAME."""
+    """Files of one node under home/nodes/TAG/NAME (or a shortened NAME, see naming.node_dir_name)."""
 
     dir: Path
+    name: str = ""  # the node's name, which the directory's may only begin with
+
+    @property
+    def node(self) -> str:
+        return self.name or self.dir.name
 
     @property
     def config(self) -> Path:
@@ -77,7 +83,7 @@ class NodePaths:
 
     @property
     def sock(self) -> Path:
-        return self.dir / "docker.sock"
+        return self.dir / SOCKET_NAME
 
     @property
     def pidfile(self) -> Path:
@@ -137,7 +143,7 @@ def daemon_config(spec: NodeSpec, paths: NodePaths, cgroup: str) -> dict:
 
 def write_files(spec: NodeSpec, paths: NodePaths, cgroup: str) -> None:
     """daemon.json, TLS files (key 0600) and node.json; the directory is 0700 (it holds docker.sock)."""
-    if len(str(paths.sock)) > MAX_SOCKET_PATH:
+    if len(os.fsencode(paths.sock)) > MAX_SOCKET_PATH:
         raise ProviderError(f"node directory path too long for a unix socket: {paths.sock}")
     paths.dir.mkdir(parents=True, exist_ok=True)
     os.chmod(paths.dir, 0o700)
@@ -146,7 +152,9 @@ def write_files(spec: NodeSpec, paths: NodePaths, cgroup: str) -> None:
     system.write_file(paths.tls_dir / "cert.pem", spec.tls.cert_pem)
     system.write_file(paths.tls_dir / "key.pem", spec.tls.key_pem, mode=0o600)
     system.write_file(paths.config, json.dumps(daemon_config(spec, paths, cgroup), indent=2))
-    meta = {"address": spec.address, "tls_url": f"tcp://{spec.address}:{TLS_PORT}", "cgroup": cgroup}
+    meta = {
+        "name": spec.name, "address": spec.address, "tls_url": f"tcp://{spec.address}:{TLS_PORT}", "cgroup": cgroup,
+    }
     system.write_file(paths.meta, json.dumps(meta))
 
 
@@ -216,11 +224,11 @@ def wait_ready(paths: NodePaths, pid: int, timeout: float = READY_TIMEOUT) -> No
                     pass
             if not system.running(pid):
                 raise ProviderError(
-                    f"dockerd of {paths.dir.name} exited during start:\n{system.log_tail(paths.log)}"
+                    f"dockerd of {paths.node} exited during start:\n{system.log_tail(paths.log)}"
                 )
             if time.monotonic() > deadline:
                 raise ProviderError(
-                    f"dockerd of {paths.dir.name} did not answer within {timeout:.0f}s:\n"
+                    f"dockerd of {paths.node} did not answer within {timeout:.0f}s:\n"
                     f"{system.log_tail(paths.log)}",
                     temporary=True,
                 )

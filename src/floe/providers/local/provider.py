@@ -2,13 +2,16 @@
 
 Host objects per cluster (all carry the tag, see naming): bridge `flb-<tag>` with
 iptables rules, per node a netns `floe-<tag>-<node>` joined by veth `fv<tag><hash>`,
-cgroups `floe-<tag>-<node>` and home/nodes/<tag>/<node>/. floe's own infra network is
-a port-less bridge holding the registry's address; nodes get one route to it and nothing else.
+cgroups `floe-<tag>-<node>` and home/nodes/<tag>/<node>/ (a shortened <node> where the
+full one would leave no room for the socket path). floe's own infra network is a port-less
+bridge, named after the home and the range, holding the registry's address; nodes get one
+route to it and nothing else.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import json
 import logging
 import os
 import re
@@ -42,6 +45,9 @@ REQUIRED_BINARIES = (
 )
 # The share directory of a cluster under home/nodes/<tag>/ (see _ensure_mount_dir).
 SHARES_DIR = ".mnt"
+# Written in the registry directory once the infra objects carry the home's names: a home
+# with a registry but without it still owns the names of before (naming.legacy_*).
+INFRA_MARKER = "infra.json"
 # argv[0] of the processes a node runs whose command line names its directory.
 NODE_PROGRAMS = {"nsenter", "unshare", "sh", "docker-init", "dockerd"}
 
@@ -92,8 +98,13 @@ class LocalProvider(InfraProvider, ProviderWithImageImport):
     def nodes_dir(self) -> Path:
         return self.home / "nodes"
 
+    def _node_dir_room(self) -> int:
+        """Characters left for a node's directory name once its socket path is spelled out."""
+        return node.MAX_SOCKET_PATH - len(os.fsencode(f"{self.nodes_dir}/00000000//{node.SOCKET_NAME}"))
+
     def _node_paths(self, tag: str, name: str) -> node.NodePaths:
-        return node.NodePaths(self.nodes_dir / tag / name)
+        # The full name whenever it fits, which every directory made before shortening existed did.
+        return node.NodePaths(self.nodes_dir / tag / naming.node_dir_name(name, self._node_dir_room()), name)
 
     @property
     def storage_dir(self) -> Path:
@@ -134,6 +145,13 @@ class LocalProvider(InfraProvider, ProviderWithImageImport):
 
     def check(self) -> None:
         """Raise ProviderError with a clear reason if this host cannot run local nodes."""
+        room = self._node_dir_room()
+        if room < 1 + naming.SHORT_DIR_HASH:  # not even a hashed node directory would fit
+            raise ProviderError(
+                f"FLOE_HOME {self.home} is too long: a node's docker.sock must fit a unix socket path "
+                f"({node.MAX_SOCKET_PATH} bytes); use a home of at most "
+                f"{len(os.fsencode(self.home)) + room - 1 - naming.SHORT_DIR_HASH} characters"
+            )
         if os.geteuid() != 0:
             raise ProviderError("the local provider must run as root (it creates namespaces and bridges)")
         missing = [b for b in REQUIRED_BINARIES if system.which(b) is None]
@@ -150,16 +168,52 @@ class LocalProvider(InfraProvider, ProviderWithImageImport):
         if b"/ld-" in busybox:  # an ELF interpreter path: dynamically linked
             raise ProviderError("busybox is dynamically linked; install busybox-static for the base image")
 
+    def _uses_legacy_infra(self) -> bool:
+        """Whether this home ran before infra names depended on the home (and still owns the old ones)."""
+        paths = self._registry_paths
+        return paths.config.exists() and not (paths.dir / INFRA_MARKER).exists()
+
+    def _remove_legacy_infra(self) -> list[str]:
+        """This home's infra objects under their old names: the link, and exactly this home's rules.
+
+        Only the rules this home would have made go, not all that carry the old comment: another
+        home on the same range (with another port) shares that comment.
+        """
+        removed: list[str] = []
+        link = naming.legacy_infra_link_name(self.infra_net)
+        if netns.delete_link(link):
+            removed.append(f"infra link {link}")
+        removed += [
+            f"iptables {r}" for r in firewall.remove(self._infra_rules(), naming.legacy_infra_comment(self.infra_net))
+        ]
+        return removed
+
+    def ensure_infra(self) -> None:
+        """The infra link holding the registry's address and its rules, under this home's names."""
+        paths = self._registry_paths
+        # A port-less bridge stands in for a dummy link: these kernels lack the dummy
+        # driver, and a bridge that is up holds a local address just as well.
+        netns.ensure_link(
+            naming.infra_link_name(self.home, self.infra_net), "bridge", self.infra_ip, self.infra_net.prefixlen
+        )
+        firewall.ensure(self._infra_rules(), naming.infra_comment(self.home, self.infra_net), top=False)
+        marker = paths.dir / INFRA_MARKER
+        if not marker.exists():
+            # Upgrade: the new link holds the address now, so the old one can go.
+            if self._uses_legacy_infra():
+                for what in self._remove_legacy_infra():
+                    log.info("removed %s (named before infra names depended on the home)", what)
+            paths.dir.mkdir(parents=True, exist_ok=True)
+            system.write_file(marker, json.dumps({
+                "link": naming.infra_link_name(self.home, self.infra_net),
+                "comment": naming.infra_comment(self.home, self.infra_net),
+            }) + "\n")
+
     def ensure_registry(self) -> RegistryInfo:
         """Start (or adopt) the registry on the infra address and make sure busybox is in it."""
         paths = self._registry_paths
         with self._lock("registry"):
-            # A port-less bridge stands in for a dummy link: these kernels lack the dummy
-            # driver, and a bridge that is up holds a local address just as well.
-            netns.ensure_link(
-                naming.infra_link_name(self.infra_net), "bridge", self.infra_ip, self.infra_net.prefixlen
-            )
-            firewall.ensure(self._infra_rules(), naming.infra_comment(self.infra_net), top=False)
+            self.ensure_infra()
             pid = registry.ensure_running(paths, self.infra_ip, self.registry_port)
             # Plain HTTP: verify=False skips loading the CA bundle (~30 ms per client).
             with httpx.Client(timeout=10.0, trust_env=False, verify=False) as client:
@@ -375,7 +429,7 @@ class LocalProvider(InfraProvider, ProviderWithImageImport):
         # Only floe's own programs: a user's `tail -f` of a node log must survive.
         named = {
             pid: os.path.basename(argv[0])
-            for pid, argv in system.pids_referring_to(f"{cluster_dir}/").items()
+            for pid, argv in system.pids_with_path(f"{cluster_dir}/").items()
             if os.path.basename(argv[0]) in NODE_PROGRAMS
         }
         unshare = {pid for pid, prog in named.items() if prog == "unshare"}
@@ -413,10 +467,12 @@ class LocalProvider(InfraProvider, ProviderWithImageImport):
     def purge_infra(self) -> list[str]:
         """Stop this home's registry and remove the infra link, its rules and the registry files."""
         removed = registry.stop(self._registry_paths)
-        link = naming.infra_link_name(self.infra_net)
+        if self._uses_legacy_infra():
+            removed += self._remove_legacy_infra()
+        link = naming.infra_link_name(self.home, self.infra_net)
         if netns.delete_link(link):
             removed.append(f"infra link {link}")
-        removed += [f"iptables {r}" for r in firewall.delete_tagged(naming.infra_comment(self.infra_net))]
+        removed += [f"iptables {r}" for r in firewall.delete_tagged(naming.infra_comment(self.home, self.infra_net))]
         if self._registry_paths.dir.exists():
             shutil.rmtree(self._registry_paths.dir, ignore_errors=True)
             removed.append(f"directory {self._registry_paths.dir}")
@@ -430,8 +486,9 @@ class LocalProvider(InfraProvider, ProviderWithImageImport):
         tags: set[str] = set()
         if self.nodes_dir.is_dir():
             tags.update(d.name for d in self.nodes_dir.iterdir() if naming.TAG_RE.match(d.name) and d.is_dir())
-        in_home = re.compile(re.escape(f"{self.nodes_dir}/") + r"([0-9a-f]{8})/")
-        for argv in system.pids_referring_to(f"{self.nodes_dir}/").values():
+        # Anchored: another home whose path ends like this one's is not this one.
+        in_home = re.compile(r"(?:^|=)" + re.escape(f"{self.nodes_dir}/") + r"([0-9a-f]{8})/")
+        for argv in system.pids_with_path(f"{self.nodes_dir}/").values():
             tags.update(m.group(1) for arg in argv if (m := in_home.search(arg)))
         return tags
 

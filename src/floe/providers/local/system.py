@@ -132,6 +132,18 @@ def pids_referring_to(text: str) -> dict[int, list[str]]:
     return found
 
 
+def pids_with_path(prefix: str) -> dict[int, list[str]]:
+    """Processes with an argument that is a path under `prefix` (alone or after an `=`), with their argv.
+
+    Unlike a substring match, /srv/floe/nodes/ never matches /data/srv/floe/nodes/…: another
+    home whose path merely ends like this one is not this one.
+    """
+    return {
+        pid: argv for pid, argv in pids_referring_to(prefix).items()
+        if any(arg.startswith(prefix) or f"={prefix}" in arg for arg in argv)
+    }
+
+
 def kill(pids: Iterable[int]) -> None:
     """SIGKILL each pid (callers have checked they are floe's); gone already is fine."""
     for pid in pids:

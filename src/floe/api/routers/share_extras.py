@@ -1,0 +1,113 @@
+"""Manila resources that stock clients call for common commands and floe's backends lack or
+only partly have: share networks and snapshots (always empty; creating a snapshot is a 400), the
+scheduler's pools (one per share type floe knows; admin only, as in Manila) and a share's
+metadata (read only: it is set when the share is created)."""
+
+from __future__ import annotations
+
+import socket
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body
+
+from floe import storage
+from floe.api.auth import CallerDep, RuntimeDep
+from floe.services import shares as svc
+from floe.services.errors import Forbidden, InvalidInput, NotFound
+
+router = APIRouter(tags=["shares"])
+_ADMIN_ONLY: dict[int | str, dict[str, Any]] = {403: {
+    "description": "The caller is not an admin",
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ManilaFault"}}},
+}}
+
+
+# -- share networks: floe's backends do not handle share servers -----------------------
+
+
+@router.get("/share-networks")
+@router.get("/share-networks/detail")
+def list_share_networks(caller: CallerDep) -> dict[str, Any]:
+    """No share networks: every floe share type has driver_handles_share_servers False."""
+    return {"share_networks": []}
+
+
+@router.get("/share-networks/{ident}")
+def show_share_network(caller: CallerDep, ident: str) -> dict[str, Any]:
+    raise NotFound(f"Share network {ident} could not be found: floe's share types use no share networks.")
+
+
+# -- snapshots: no floe share type supports them ------------------------------------------
+
+
+@router.get("/snapshots")
+@router.get("/snapshots/detail")
+def list_snapshots(caller: CallerDep) -> dict[str, Any]:
+    return {"snapshots": []}
+
+
+@router.get("/snapshots/{ident}")
+def show_snapshot(caller: CallerDep, ident: str) -> dict[str, Any]:
+    raise NotFound(f"Snapshot {ident} could not be found.")
+
+
+@router.post("/snapshots", status_code=202)
+def create_snapshot(caller: CallerDep, body: Annotated[Any, Body()] = None) -> dict[str, Any]:
+    """Refused whatever the share: Manila's answer for a type with snapshot_support False."""
+    types = ", ".join(t.name for t in storage.share_types())
+    raise InvalidInput(
+        f"Snapshots are not supported by any floe share type ({types}: snapshot_support is False). "
+        "Copy the share's data to another share instead."
+    )
+
+
+# -- scheduler pools ---------------------------------------------------------------------
+
+
+def _pools(caller, detail: bool) -> dict[str, Any]:
+    if not caller.is_admin:
+        raise Forbidden("Only an admin may list the scheduler's pools.")
+    host = socket.gethostname()
+    out = []
+    for t in storage.share_types():
+        # Manila's pool name is host@backend#pool; a floe backend is one pool named after its type.
+        pool: dict[str, Any] = {"name": f"{host}@{t.name}#{t.name}", "host": host, "backend": t.name,
+                                "pool": t.name}
+        if detail:
+            pool["capabilities"] = {
+                "pool_name": t.name, "share_backend_name": t.name, "storage_protocol": t.info.share_proto,
+                "driver_handles_share_servers": False, "snapshot_support": False,
+                "create_share_from_snapshot_support": False, "revert_to_snapshot_support": False,
+                "mount_snapshot_support": False,
+                # Space is the host's, checked when a share is made: Manila's word for not reported.
+                "total_capacity_gb": "unknown", "free_capacity_gb": "unknown",
+            }
+        out.append(pool)
+    return {"pools": out}
+
+
+@router.get("/scheduler-stats/pools", responses=_ADMIN_ONLY)
+def list_pools(caller: CallerDep) -> dict[str, Any]:
+    return _pools(caller, detail=False)
+
+
+@router.get("/scheduler-stats/pools/detail", responses=_ADMIN_ONLY)
+def list_pools_detail(caller: CallerDep) -> dict[str, Any]:
+    return _pools(caller, detail=True)
+
+
+# -- share metadata (read; set at create time) ---------------------------------------------
+
+
+@router.get("/shares/{ident}/metadata")
+def share_metadata(runtime: RuntimeDep, caller: CallerDep, ident: str) -> dict[str, Any]:
+    """What `openstack share show` and manilaclient's get_metadata read."""
+    return {"metadata": dict(svc.get_share(runtime.db, caller, ident).metadata_ or {})}
+
+
+@router.get("/shares/{ident}/metadata/{key}")
+def share_metadata_item(runtime: RuntimeDep, caller: CallerDep, ident: str, key: str) -> dict[str, Any]:
+    metadata = dict(svc.get_share(runtime.db, caller, ident).metadata_ or {})
+    if key not in metadata:
+        raise NotFound(f"Metadata item {key} was not found on share {ident}.")
+    return {"meta": {key: metadata[key]}}
