@@ -3,12 +3,13 @@ update is no dead end; a 3-manager cluster; nothing leaks after any of them."""
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import subprocess
 
 import pytest
 
-from tests.e2e.conftest import FloeServer, objects_of
+from tests.e2e.conftest import RANGE, FloeServer, objects_of
 from tests.e2e.test_swarm_cluster import _tag
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]
@@ -42,13 +43,55 @@ def test_stuck_create_fails_at_create_timeout_naming_the_step(server: FloeServer
     assert not any(objects_of(server.home, tag).values())
 
 
+def _fill_address_range(server: FloeServer) -> list[str]:
+    """Take every free /23 of the server's range, as other clusters would (rows in its database)."""
+    from sqlalchemy import select
+
+    from floe.db.models import AddressAllocation
+    from floe.db.session import Database
+
+    db = Database(f"sqlite:///{server.home / 'floe.db'}")
+    try:
+        with db.session() as s:
+            taken = [ipaddress.ip_network(c) for c in s.scalars(select(AddressAllocation.cidr))]
+            free = [b for b in ipaddress.ip_network(RANGE).subnets(new_prefix=23)
+                    if not any(b.overlaps(t) for t in taken)]
+            s.add_all(AddressAllocation(cidr=str(b), purpose="node-pool", owner="e2e-filler") for b in free)
+        return [str(b) for b in free]
+    finally:
+        db.dispose()
+
+
+def _free_address_range(server: FloeServer) -> None:
+    from sqlalchemy import delete
+
+    from floe.db.models import AddressAllocation
+    from floe.db.session import Database
+
+    db = Database(f"sqlite:///{server.home / 'floe.db'}")
+    try:
+        with db.session() as s:
+            s.execute(delete(AddressAllocation).where(AddressAllocation.owner == "e2e-filler"))
+    finally:
+        db.dispose()
+
+
 def test_update_failed_is_not_a_dead_end(server: FloeServer, template: str):
     server.floe("cluster", "create", "upd", "--template", template, "--node-count", "1", "--wait")
-    # More nodes than floe's address range can hold: the update fails in its plan step and
-    # changes nothing on the host.
+    # More nodes than floe's address range could ever hold: refused at once, nothing changes.
     res = server.floe("cluster", "resize", "upd", "--node-count", "300", "--wait", check=False)
     assert res.returncode != 0
-    assert "UPDATE_FAILED" in res.stderr and "exhausted" in res.stderr, res.stderr
+    assert "400" in res.stderr and "holds at most" in res.stderr, res.stderr
+    assert server.cluster("upd")["status"] == "CREATE_COMPLETE"
+    # A range that other clusters have filled: the update fails in its plan step, naming why,
+    # and changes nothing on the host.
+    assert _fill_address_range(server)
+    try:
+        res = server.floe("cluster", "resize", "upd", "--node-count", "2", "--wait", check=False)
+    finally:
+        _free_address_range(server)
+    assert res.returncode != 0
+    assert "UPDATE_FAILED" in res.stderr and "room for 0 more" in res.stderr, res.stderr
     c = server.cluster("upd")
     assert c["status"] == "UPDATE_FAILED" and "step plan" in c["status_reason"]
     assert len(c["node_addresses"]) == 1
