@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import sqlite3
 import subprocess
 import time
@@ -18,21 +17,12 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import DOCKER, FloeServer, objects_of
+from tests.e2e.test_swarm_cluster import docker_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(os.geteuid() != 0, reason="needs root"), pytest.mark.timeout(240)]
 
 LONGEST = "long-" + "0123456789" * 5 + "abcdef-z"  # 63: the longest DNS label
 SHORTEST = "7"  # one character, all digits
-
-
-def _docker_env(server: FloeServer, name: str, cfg: Path) -> dict[str, str]:
-    out = server.floe("cluster", "config", name, "--dir", str(cfg), "--force").stdout
-    line = next(ln for ln in out.splitlines() if ln.startswith("export "))
-    env = dict(os.environ)
-    for kv in shlex.split(line[len("export "):]):
-        k, _, v = kv.partition("=")
-        env[k] = v
-    return env
 
 
 def _docker(env: dict[str, str], *args: str) -> str:
@@ -94,7 +84,7 @@ def test_longest_and_shortest_names_make_working_clusters(server: FloeServer, tm
     base = LONGEST[:40]
     master, worker = f"{base}-master-0", f"{base}-node-0"
 
-    env = _docker_env(server, LONGEST, tmp_path / "long-cfg")
+    env = docker_env(server, LONGEST, tmp_path)
     assert env["DOCKER_TLS_VERIFY"] == "1" and env["DOCKER_HOST"].startswith("tcp://")
     assert _swarm_hostnames(env) == {master: "Ready", worker: "Ready"}
     # The nodes' directories had to be shortened here, and their sockets fit.
@@ -117,7 +107,7 @@ def test_longest_and_shortest_names_make_working_clusters(server: FloeServer, tm
     _docker(env, "service", "scale", "--detach", "names-svc=3")
     _wait_running(env, "names-svc", 3)
 
-    short_env = _docker_env(server, SHORTEST, tmp_path / "short-cfg")
+    short_env = docker_env(server, SHORTEST, tmp_path)
     assert _swarm_hostnames(short_env) == {"7-master-0": "Ready"}
     short_tag = _tag(server, SHORTEST)
 

@@ -38,6 +38,15 @@ def _restart(server: FloeProcess, **env: str) -> None:
         assert server.proc is not None and server.proc.returncode == -signal.SIGKILL
 
 
+def _create_doomed(server: FloeProcess, name: str, template: str) -> None:
+    """POST a create whose engine may take the server down before the 202 is read."""
+    try:
+        r = server.api("POST", "/v1/clusters", json={"name": name, "cluster_template_id": template})
+        assert r.status_code == 202, r.text
+    except httpx.HTTPError:
+        pass
+
+
 def _wait_status(server: FloeProcess, name: str, timeout: float = 60) -> dict:
     end = time.monotonic() + timeout
     while True:
@@ -111,11 +120,7 @@ def test_a_step_that_keeps_killing_its_server_fails_with_a_reason(tmp_path: Path
     kills = 0
     try:
         template = server.template()
-        try:
-            r = server.api("POST", "/v1/clusters", json={"name": "poison", "cluster_template_id": template})
-            assert r.status_code == 202, r.text
-        except httpx.HTTPError:
-            pass  # the engine took the server down before its 202 was read
+        _create_doomed(server, "poison", template)
         while True:
             try:
                 server.proc.wait(timeout=10)
@@ -146,11 +151,7 @@ def test_crashes_in_different_steps_do_not_add_up(tmp_path: Path) -> None:
     server.start(FLOE_FAILPOINTS=points[0])
     try:
         template = server.template()
-        try:
-            r = server.api("POST", "/v1/clusters", json={"name": "bumpy", "cluster_template_id": template})
-            assert r.status_code == 202, r.text
-        except httpx.HTTPError:
-            pass  # the engine took the server down before its 202 was read
+        _create_doomed(server, "bumpy", template)
         for nxt in [*points[1:], ""]:
             assert server.wait_exit() == -signal.SIGKILL
             _restart(server, FLOE_FAILPOINTS=nxt)
