@@ -531,3 +531,18 @@ def test_every_family_refuses_unknown_and_missing_fields(
     bodies = [{}, [], "text"] if manila else [{**valid, "no_such_field": 1}, {}, [], "text"]
     for body in bodies:
         _assert_refused(http.request(method, path, json=body, headers=headers), path)
+
+
+def test_a_non_finite_label_stored_by_an_older_floe_is_answered_not_a_500(env: Env, client) -> None:
+    """Older floes stored NaN labels; their templates must still show (as JSON null)."""
+    from floe.db.models import ClusterTemplate
+
+    resp = client.post("/v1/clustertemplates", json={"coe": "swarm", "name": "old"})
+    assert resp.status_code == 201, resp.text
+    with env.db.session() as s:
+        ct = s.scalars(select(ClusterTemplate).where(ClusterTemplate.name == "old")).one()
+        ct.labels = {"ratio": float("nan"), "ok": "1"}
+    resp = client.get("/v1/clustertemplates/old")
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["labels"] == {"ratio": None, "ok": "1"}
+    assert b"NaN" not in resp.content

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -17,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import DOCKER, FloeServer, objects_of
-from tests.e2e.test_swarm_cluster import docker_env
+from tests.e2e.test_swarm_cluster import _tag, docker_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(os.geteuid() != 0, reason="needs root"), pytest.mark.timeout(240)]
 
@@ -34,14 +33,6 @@ def _docker(env: dict[str, str], *args: str) -> str:
 def _swarm_hostnames(env: dict[str, str]) -> dict[str, str]:
     out = _docker(env, "node", "ls", "--format", "{{json .}}")
     return {n["Hostname"]: n["Status"] for n in map(json.loads, filter(str.strip, out.splitlines()))}
-
-
-def _tag(server: FloeServer, name: str) -> str:
-    db = sqlite3.connect(server.home / "floe.db")
-    try:
-        return db.execute("SELECT host_tag FROM clusters WHERE name=?", (name,)).fetchone()[0]
-    finally:
-        db.close()
 
 
 def _leftovers(server: FloeServer, tag: str) -> dict[str, list[str]]:

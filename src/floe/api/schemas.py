@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, field_valida
 from floe.api.versions import resource_links
 from floe.db.models import Cluster, ClusterTemplate, Node
 from floe.services.clusters import MAX_NODES, ClusterSpec, ClusterView, labels_diff
-from floe.services.templates import DRIVER, LabelValue, TemplateSpec
+from floe.services.templates import DRIVER, TemplateSpec
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -23,7 +23,9 @@ def _iso(value: datetime | None) -> str | None:
 
 # Magnum renders times as 2016-08-29T06:51:31+00:00.
 Timestamp = Annotated[datetime | None, PlainSerializer(_iso, return_type=str | None)]
-Labels = dict[str, LabelValue]
+# Answers show labels as stored, unvalidated: a NaN an older floe let in is answered as null
+# (pydantic's JSON for a non-finite float), never a 500. Requests are checked (LabelValue).
+Labels = dict[str, str | int | bool | float]
 
 
 class Link(BaseModel):
