@@ -32,6 +32,7 @@ demo-clean:
 
 # Every test that supports it runs on SQLite and on a throwaway PostgreSQL server as well.
 test: install
+	$(VENV)/bin/lint-imports --no-cache
 	bash scripts/test-postgres.sh $(VENV)/bin/pytest -ra
 
 bench: install
@@ -47,3 +48,4 @@ bench-scale: install
 
 lint:
 	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/lint-imports --no-cache

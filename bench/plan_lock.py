@@ -18,7 +18,7 @@ import time
 
 from simserver import SimServer
 
-from floe.services import ipam
+from floe import ipam
 
 
 def main() -> None:

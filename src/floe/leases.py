@@ -1,6 +1,6 @@
 """Lease holders: the name a process writes into a lease column, and whether a holder is gone.
 
-The engine (operations) and the storage worker (shares) lease rows the same way: a
+The engine's runner leases every kind of work (operations, shares) the same way: a
 compare-and-swap on an owner column holding `host:pid:nonce`. A lease whose holder was a
 process on this host that no longer runs is taken over at once instead of waiting for it
 to expire (a restarted server resumes its work immediately).

@@ -14,15 +14,15 @@ log = logging.getLogger("floe.server")
 
 
 def local_provider(settings: Settings):
+    from floe.ipam import infra_subnet
     from floe.providers.local.provider import LocalProvider
-    from floe.services.ipam import infra_subnet
 
     return LocalProvider(settings.home, str(infra_subnet(settings.network)), settings.registry_port)
 
 
 def simulated_provider(settings: Settings):
+    from floe.ipam import infra_subnet
     from floe.providers.simulated import SimulatedProvider
-    from floe.services.ipam import infra_subnet
 
     return SimulatedProvider(
         settings.home, str(infra_subnet(settings.network)), settings.registry_port, settings.sim_boot_delay
@@ -34,19 +34,22 @@ def make_provider(settings: Settings):
     return simulated_provider(settings) if settings.provider == "simulated" else local_provider(settings)
 
 
-def engine_drivers(settings: Settings):
-    """The engine's COE drivers: None means the real ones; simulated nodes get the simulated driver."""
-    if settings.provider != "simulated":
-        return None
-    from floe.coe.simulated import simulated_drivers
+def engine_drivers(settings: Settings) -> dict:
+    """The engine's COE drivers by COE name: Swarm on real nodes, the simulated driver on simulated ones."""
+    if settings.provider == "simulated":
+        from floe.coe.simulated import simulated_drivers
 
-    return simulated_drivers(settings.sim_coe_delay)
+        return simulated_drivers(settings.sim_coe_delay)
+    from floe.coe.swarm.driver import SwarmDriver
+
+    swarm = SwarmDriver()
+    return {name: swarm for name in swarm.coe_names}
 
 
 def build_runtime(settings: Settings, provider=None, *, engine: bool = True) -> Runtime:
     """Open the database (migrating it), reserve floe's infra addresses, wire provider and engine."""
+    from floe import ipam
     from floe.engine.engine import Engine
-    from floe.services import ipam
 
     secure_home(settings.home)  # HomeError if it cannot be made private
     db = Database(settings.db_url)
@@ -63,6 +66,7 @@ def serve(settings: Settings | None = None) -> None:
     import uvicorn
 
     from floe.api.app import create_app
+    from floe.engine import share_work
     from floe.monitoring.health import HealthMonitor
     from floe.services.identity import bootstrap_admin
 
@@ -85,17 +89,16 @@ def serve(settings: Settings | None = None) -> None:
     recovering = recover_clusters(runtime)
     if recovering:
         log.info("repairing clusters whose nodes are not running: %s", ", ".join(recovering))
-    health = HealthMonitor(runtime, runtime.engine.drivers)
-    runtime.engine.start()
-    health.start()
-    from floe.storage.worker import StorageWorker
-
-    shares = StorageWorker(runtime)  # applies queued share work (create, attach, …)
-    shares.start()
+    engine = runtime.engine
+    # Everything in the background is work of the one engine: cluster operations (built in),
+    # share work with its start-up reconcile and audit, and the health round.
+    share_work.register(engine.runner, runtime)
+    health = HealthMonitor(runtime, engine.drivers)
+    engine.every(settings.health_interval, "health round", health.check_all)
+    engine.start()
     try:
         uvicorn.run(create_app(runtime), host=settings.host, port=settings.port, log_level="info")
     finally:
-        shares.stop(wait=False)
+        engine.stop(wait=False)
         health.stop()
-        runtime.engine.stop(wait=False)
         runtime.db.dispose()

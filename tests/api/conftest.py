@@ -30,6 +30,7 @@ from floe.db.models import Cluster, ClusterTemplate, Node, Operation, Project, T
 from floe.db.session import Database
 from floe.engine.engine import Engine
 from floe.runtime import Runtime
+from floe.server import engine_drivers
 from floe.services import identity
 
 
@@ -136,7 +137,7 @@ def make_env(home: Path, migrated_db: Path) -> Env:
     runtime = Runtime(settings=settings, db=db, provider=None, engine=None)
     # The real engine, never started: no provider runs here, so clusters stay
     # CREATE_IN_PROGRESS, but the API's wake-up hints reach it.
-    runtime.engine = Engine(runtime)
+    runtime.engine = Engine(runtime, engine_drivers(runtime.settings))
     env = Env(runtime=runtime, app=create_app(runtime), admin_token=token)
     return env
 

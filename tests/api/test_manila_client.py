@@ -18,9 +18,9 @@ import uvicorn
 from manilaclient import client as manila_client
 from manilaclient import exceptions
 
-from floe.storage import mounts
+from floe.engine import share_work
+from floe.host import mounts
 from floe.storage.local import LocalBackend
-from floe.storage.worker import StorageWorker
 
 from .conftest import Live, free_port, make_env
 
@@ -36,7 +36,7 @@ pytestmark = [
 def shares_live(tmp_path_factory: pytest.TempPathFactory, migrated_db: Path) -> Iterator[Live]:
     """The app under uvicorn with a running storage worker (no infra provider: no clusters)."""
     env = make_env(tmp_path_factory.mktemp("manila-home"), migrated_db)
-    worker = StorageWorker(env.runtime, poll=0.1)
+    worker, _ = share_work.standalone(env.runtime, poll=0.1)
     worker.start()
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(env.app, host="127.0.0.1", port=port, log_level="warning"))

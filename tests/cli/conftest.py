@@ -111,7 +111,7 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
     db = Database(settings.db_url)
     db.migrate()
     try:  # the server reserves floe's own addresses at start; do as it does when it can
-        from floe.services import ipam
+        from floe import ipam
 
         with db.session() as s:
             ipam.ensure_infra(s, settings.network)

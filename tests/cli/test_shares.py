@@ -10,9 +10,10 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from floe.storage import mounts
+from floe.engine import share_work
+from floe.engine.runner import Runner
+from floe.host import mounts
 from floe.storage.local import LocalBackend
-from floe.storage.worker import StorageWorker
 from tests.cli.conftest import LiveServer, assert_one_line_error
 
 pytestmark = [
@@ -22,8 +23,8 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def worker(live_server: LiveServer) -> Iterator[StorageWorker]:
-    w = StorageWorker(live_server.runtime, poll=0.1)
+def worker(live_server: LiveServer) -> Iterator[Runner]:
+    w, _ = share_work.standalone(live_server.runtime, poll=0.1)
     w.start()
     yield w
     w.stop()

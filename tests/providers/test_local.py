@@ -25,8 +25,9 @@ import pytest
 import requests.exceptions
 
 from floe import pki
+from floe.host import cgroups, commands, firewall, netns, processes
 from floe.providers.base import NetworkSpec, NodeSpec, ProviderError, TLSMaterial
-from floe.providers.local import LocalProvider, cgroups, firewall, naming, netns, system
+from floe.providers.local import LocalProvider, naming
 
 INFRA = "10.170.0.0/24"
 REGISTRY_PORT = 5000
@@ -120,7 +121,7 @@ def _traces(provider: LocalProvider, tag: str) -> list[str]:
     found += [f"iptables {line}" for line in firewall.listing() if f"floe:{tag}" in line]
     found += [f"cgroup {c}" for c in cgroups.names() if c.startswith(f"floe-{tag}-")]
     cluster_dir = provider.nodes_dir / tag
-    found += [f"process {p} {argv}" for p, argv in system.pids_referring_to(str(cluster_dir)).items()]
+    found += [f"process {p} {argv}" for p, argv in processes.pids_referring_to(str(cluster_dir)).items()]
     found += [f"mount {line}" for line in Path("/proc/mounts").read_text().splitlines()
               if str(provider.home) in line]
     if cluster_dir.exists():
@@ -172,13 +173,13 @@ def test_registry_starts_then_is_adopted_quickly(provider):
     started = time.monotonic()
     info = provider.ensure_registry()
     first = time.monotonic() - started
-    pid = system.read_pid(provider.home / "registry" / "registry.pid")
+    pid = processes.read_pid(provider.home / "registry" / "registry.pid")
     started = time.monotonic()
     again = LocalProvider(provider.home, INFRA, registry_port=REGISTRY_PORT).ensure_registry()
     second = time.monotonic() - started
     print(f"\nensure_registry: first {first:.3f}s, adopt {second:.3f}s")
     assert again == info and info.address == f"10.170.0.1:{REGISTRY_PORT}" and info.subnet == INFRA
-    assert system.read_pid(provider.home / "registry" / "registry.pid") == pid
+    assert processes.read_pid(provider.home / "registry" / "registry.pid") == pid
     assert second < 0.5
     with httpx.Client(trust_env=False) as client:
         tags = client.get(f"http://{info.address}/v2/library/busybox/tags/list").json()
@@ -265,7 +266,7 @@ def test_ensure_network_is_idempotent_and_repairs_rule_order(provider, cluster):
     rules = tagged()
     assert len(rules) == 6
     accept = next(r for r in rules if "-A FORWARD" in r and "ACCEPT" in r)
-    system.run(["iptables", "-w", "-D", *shlex.split(accept)[1:]])  # as a crash mid-way would leave it
+    commands.run(["iptables", "-w", "-D", *shlex.split(accept)[1:]])  # as a crash mid-way would leave it
     provider.ensure_network(cluster["net"])
     assert sorted(tagged()) == sorted(rules)
     forward = [r for r in firewall.listing() if r.startswith("-A FORWARD") and bridge in r]
@@ -292,8 +293,8 @@ def test_killed_node_restarts_with_its_data(provider, cluster):
     spec, info = cluster["specs"][2], cluster["infos"][2]
     client = provider.docker_client(info)
     client.images.pull("busybox", tag="latest")
-    system.kill([info.pid])
-    assert system.wait_gone([info.pid])
+    processes.kill([info.pid])
+    assert processes.wait_gone([info.pid])
     assert not provider.node_info(cluster["tag"], spec.name).running
     restarted = provider.start_node(spec)
     assert restarted.pid != info.pid
@@ -326,7 +327,7 @@ def test_stop_node_and_delete_network_leave_nothing(provider, cluster):
     provider.delete_network(cluster["net"])
     assert provider.node_info(tag, "node-a") is None
     assert _traces(provider, tag) == []
-    assert not [p for p in system.pids_referring_to(str(provider.nodes_dir)) if p in
+    assert not [p for p in processes.pids_referring_to(str(provider.nodes_dir)) if p in
                 {i.pid for i in cluster["infos"]}]
     assert tag not in provider.host_cluster_tags()
 
@@ -366,7 +367,7 @@ def test_node_outlives_its_starter_and_purge_cluster_removes_the_orphan(provider
     # Purged from the host alone, as if the database had lost the cluster.
     removed = forgetful.purge_cluster(tag)
     assert any("process" in r for r in removed) and any("bridge" in r for r in removed)
-    assert not system.running(pid)
+    assert not processes.running(pid)
     assert _traces(provider, tag) == []
     assert tag not in forgetful.host_cluster_tags()
     assert forgetful.purge_cluster(tag) == []

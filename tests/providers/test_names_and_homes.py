@@ -19,8 +19,9 @@ import pytest
 
 from floe import pki
 from floe.engine.steps import node_name
+from floe.host import cgroups, firewall, netns, processes
 from floe.providers.base import NetworkSpec, NodeSpec, ProviderError, TLSMaterial
-from floe.providers.local import LocalProvider, cgroups, firewall, naming, netns, node, system
+from floe.providers.local import LocalProvider, naming, node
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -49,7 +50,7 @@ def _traces(provider: LocalProvider, tag: str) -> list[str]:
     found += [f"link {link}" for link in netns.link_names() if tag in link]
     found += [f"iptables {line}" for line in firewall.listing() if f"floe:{tag}" in line]
     found += [f"cgroup {c}" for c in cgroups.names() if c.startswith(f"floe-{tag}-")]
-    found += [f"process {p}" for p in system.pids_referring_to(str(provider.nodes_dir / tag))]
+    found += [f"process {p}" for p in processes.pids_referring_to(str(provider.nodes_dir / tag))]
     found += [f"mount {m}" for m in Path("/proc/mounts").read_text().splitlines() if str(provider.home) in m]
     if (provider.nodes_dir / tag).exists():
         found.append(f"directory {provider.nodes_dir / tag}")
@@ -137,13 +138,13 @@ def test_longest_node_name_under_a_long_home_runs_and_leaves_nothing(tmp_path_fa
         assert tag in again.home_cluster_tags()
         assert naming.netns_name(tag, LONGEST_NODE) in netns.list_netns()
         again.stop_node(tag, LONGEST_NODE)
-        assert not system.running(info.pid)
+        assert not processes.running(info.pid)
         again.delete_network(net)
         assert _traces(provider, tag) == []
         # Started again and purged from the host alone (as after a lost database).
         info = provider.start_node(spec)
         removed = LocalProvider(home, "10.170.200.0/24").purge_cluster(tag)
-        assert any("process" in r for r in removed) and not system.running(info.pid)
+        assert any("process" in r for r in removed) and not processes.running(info.pid)
         assert _traces(provider, tag) == []
     finally:
         provider.purge_cluster(tag)
@@ -261,11 +262,11 @@ def test_a_home_whose_path_ends_like_another_does_not_claim_its_clusters(tmp_pat
     proc = subprocess.Popen(["sh", "-c", "sleep 30; :", "floe-test", "--config-file", arg])
     try:
         deadline = time.monotonic() + 5
-        while not system.pids_referring_to(arg) and time.monotonic() < deadline:
+        while not processes.pids_referring_to(arg) and time.monotonic() < deadline:
             time.sleep(0.01)
         assert tag in LocalProvider(theirs, "10.170.207.0/24").home_cluster_tags()
         assert tag not in LocalProvider(mine, "10.170.207.0/24").home_cluster_tags()
-        assert proc.pid not in system.pids_with_path(f"{mine}/nodes/{tag}/")
+        assert proc.pid not in processes.pids_with_path(f"{mine}/nodes/{tag}/")
     finally:
         proc.kill()
         proc.wait()

@@ -6,17 +6,18 @@ A 64-node swarm is a full mesh of ~4,000 neighbour entries; with the kernel's de
 
 from __future__ import annotations
 
-from floe.providers.local import system
+from floe.host import neighbours
 
 
 def _limits() -> tuple[int, int]:
-    return (int((system.NEIGH_DIR / "gc_thresh3").read_text()), int((system.NEIGH_DIR / "gc_thresh2").read_text()))
+    neigh = neighbours.NEIGH_DIR
+    return int((neigh / "gc_thresh3").read_text()), int((neigh / "gc_thresh2").read_text())
 
 
 def test_a_limit_large_enough_is_left_alone() -> None:
     before = _limits()
-    assert system.ensure_neighbour_capacity(before[0]) is None
-    assert system.ensure_neighbour_capacity(10) is None
+    assert neighbours.ensure_neighbour_capacity(before[0]) is None
+    assert neighbours.ensure_neighbour_capacity(10) is None
     assert _limits() == before, "never lowered, never touched when large enough"
 
 
@@ -25,13 +26,13 @@ def test_a_limit_too_small_is_raised_with_headroom() -> None:
     try:
         _raise_past(hard)
     finally:  # the host keeps the limits it had before the test
-        (system.NEIGH_DIR / "gc_thresh2").write_text(f"{soft}\n")
-        (system.NEIGH_DIR / "gc_thresh3").write_text(f"{hard}\n")
+        (neighbours.NEIGH_DIR / "gc_thresh2").write_text(f"{soft}\n")
+        (neighbours.NEIGH_DIR / "gc_thresh3").write_text(f"{hard}\n")
     assert _limits() == (hard, soft)
 
 
 def _raise_past(hard: int) -> None:
-    raised = system.ensure_neighbour_capacity(hard + 1)
+    raised = neighbours.ensure_neighbour_capacity(hard + 1)
     assert raised is not None and raised >= 2 * (hard + 1) - 1
     assert _limits()[0] == raised and _limits()[1] >= raised // 2
-    assert system.ensure_neighbour_capacity(hard + 1) is None, "idempotent"
+    assert neighbours.ensure_neighbour_capacity(hard + 1) is None, "idempotent"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from floe.storage import mounts
+from floe.host import mounts
 from floe.storage.base import ShareRef, ShrinkRefused, StorageError
 from floe.storage.glusterfs import GlusterBackend
 

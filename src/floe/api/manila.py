@@ -96,8 +96,6 @@ def parse_version(legacy: str | None, standard: str | None) -> tuple[int, int]:
     return version
 
 
-def request_version(request: Request) -> tuple[int, int]:
-    return getattr(request.state, "manila_version", MIN_VERSION)
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

@@ -143,3 +143,8 @@ def v1(request: Request) -> dict:
     for name in ("clustertemplates", "clusters", "certificates", "mservices"):
         doc[name] = _collection_links(base, name)
     return doc
+
+
+def manila_version(request: Request) -> tuple[int, int]:
+    """The Manila microversion the /v2 middleware negotiated for this request (2.0 by default)."""
+    return getattr(request.state, "manila_version", (2, 0))

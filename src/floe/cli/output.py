@@ -88,6 +88,26 @@ def node_state_style(state: str | None) -> str:
     return "yellow"
 
 
+def share_style(status: str | None) -> str:
+    """Colour for a Manila share status (available, creating, error, ...)."""
+    s = (status or "").lower()
+    if s == "available":
+        return "green"
+    if "error" in s:
+        return "bold red"
+    return "yellow"
+
+
+def state_style(state: str | None) -> str:
+    """Colour for an access rule's or a mount's state (active, attached, error, ...)."""
+    s = (state or "").lower()
+    if s in ("active", "attached"):
+        return "green"
+    if s == "error":
+        return "bold red"
+    return "yellow"
+
+
 def fmt(value: Any) -> str:
     """One cell: dashes for nothing, k=v for mappings, commas for lists."""
     if value is None or value == "" or value == [] or value == {}:

@@ -1,4 +1,4 @@
-"""`--wait`: follow a cluster's status until it settles, with live progress on stderr."""
+"""`--wait`: one polling loop for clusters and shares; clusters also get live progress on stderr."""
 
 from __future__ import annotations
 
@@ -18,6 +18,35 @@ POLL_INTERVAL = 0.5
 # operation's terminal status for a moment; a status of another operation only
 # counts as the end once this much time has passed.
 FOREIGN_STATUS_GRACE = 5.0
+# Share changes are short (a file system, a mount); polled faster, given up on after this.
+SHARE_POLL_INTERVAL = 0.3
+SHARE_WAIT_TIMEOUT = 300.0
+
+
+def poll(
+    what: str,
+    get: Callable[[], Any],
+    done: Callable[[Any], bool | str],
+    *,
+    interval: float,
+    timeout: float | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> Any:
+    """Call `get` until `done(value)` is True (or a string: the failure); CLIError on failure or timeout."""
+    deadline = None if timeout is None else clock() + timeout
+    while True:
+        value = get()
+        verdict = done(value)
+        if isinstance(verdict, str):
+            raise CLIError(verdict)
+        if verdict:
+            return value
+        if deadline is not None and clock() > deadline:
+            raise CLIError(f"timed out waiting for {what}")
+        time.sleep(interval)
+
+
+# -- clusters ---------------------------------------------------------------------------
 
 
 def _nodes_ready(client: FloeClient, ident: str, cluster: dict[str, Any]) -> tuple[int, int] | None:
@@ -48,6 +77,35 @@ def _line(name: str, cluster: dict[str, Any], ready: tuple[int, int] | None, ela
     return text
 
 
+class _Progress:
+    """A spinner line on a terminal; elsewhere (CI logs, pipes) one printed line per change."""
+
+    def __init__(self, console: Console):
+        self.console = console
+        self.spinner: Any = console.status("", spinner="dots") if console.is_terminal else None
+        self.last_key: tuple[Any, ...] | None = None
+        if self.spinner is not None:
+            self.spinner.start()
+
+    def update(self, line: Text, key: tuple[Any, ...]) -> None:
+        if self.spinner is not None:
+            self.spinner.update(line)
+        elif key != self.last_key:
+            self.console.print(line, soft_wrap=True)
+        self.last_key = key
+
+    def finish(self, line: Text) -> None:
+        """Leave the last line on screen (it is already there without a spinner)."""
+        if self.spinner is not None:
+            self.stop()
+            self.console.print(line, soft_wrap=True)
+
+    def stop(self) -> None:
+        if self.spinner is not None:
+            self.spinner.stop()
+            self.spinner = None
+
+
 def wait_for_cluster(
     client: FloeClient,
     ident: str,
@@ -64,45 +122,40 @@ def wait_for_cluster(
     """
     action = action.upper()
     start = clock()
-    last_key: tuple[Any, ...] | None = None
-    live = console.is_terminal
-    spinner = console.status("", spinner="dots") if live else None
-    if spinner is not None:
-        spinner.start()
-    try:
-        while True:
-            elapsed = clock() - start
-            try:
-                cluster = client.get_cluster(ident)
-            except FloeAPIError as exc:
-                if exc.status == 404 and action == "DELETE":
-                    _finish(console, Text(f"{ident}  deleted  {int(elapsed)}s"), spinner)
-                    spinner = None
-                    return None
-                raise
-            status = str(cluster.get("status") or "")
-            ready = _nodes_ready(client, ident, cluster) if action != "DELETE" else None
-            line = _line(str(cluster.get("name") or ident), cluster, ready, elapsed)
-            key = (status, cluster.get("status_reason"), ready, cluster.get("health_status"))
-            if spinner is not None:
-                spinner.update(line)
-            elif key != last_key:
-                # Not a terminal (CI logs, pipes): one line per change instead of a spinner.
-                console.print(line, soft_wrap=True)
-            last_key = key
+    elapsed = 0.0
+    progress = _Progress(console)
 
-            own = status.startswith(action + "_")
-            settled_foreign = not own and elapsed >= FOREIGN_STATUS_GRACE and action != "DELETE"
-            if status.endswith("_FAILED") and (own or settled_foreign):
-                _finish(console, line, spinner)
-                spinner = None
-                reason = " ".join(str(cluster.get("status_reason") or "no reason given").split())
-                raise CLIError(f"{status}: {reason}")
-            if status.endswith("_COMPLETE") and (own or settled_foreign):
-                _finish(console, line, spinner)
-                spinner = None
-                return cluster
-            time.sleep(interval)
+    def get() -> dict[str, Any] | None:
+        nonlocal elapsed
+        elapsed = clock() - start
+        try:
+            return client.get_cluster(ident)
+        except FloeAPIError as exc:
+            if exc.status == 404 and action == "DELETE":
+                return None
+            raise
+
+    def done(cluster: dict[str, Any] | None) -> bool | str:
+        if cluster is None:
+            progress.finish(Text(f"{ident}  deleted  {int(elapsed)}s"))
+            return True
+        status = str(cluster.get("status") or "")
+        ready = _nodes_ready(client, ident, cluster) if action != "DELETE" else None
+        line = _line(str(cluster.get("name") or ident), cluster, ready, elapsed)
+        progress.update(line, (status, cluster.get("status_reason"), ready, cluster.get("health_status")))
+
+        own = status.startswith(action + "_")
+        settled_foreign = not own and elapsed >= FOREIGN_STATUS_GRACE and action != "DELETE"
+        if status.endswith("_FAILED") and (own or settled_foreign):
+            progress.finish(line)
+            return f"{status}: {' '.join(str(cluster.get('status_reason') or 'no reason given').split())}"
+        if status.endswith("_COMPLETE") and (own or settled_foreign):
+            progress.finish(line)
+            return True
+        return False
+
+    try:
+        return poll(f"cluster {ident}", get, done, interval=interval, clock=clock)
     except KeyboardInterrupt:
         raise CLIError(
             f"interrupted: the operation on cluster {ident} goes on in the server "
@@ -110,11 +163,48 @@ def wait_for_cluster(
             exit_code=130,
         ) from None
     finally:
-        if spinner is not None:
-            spinner.stop()
+        progress.stop()
 
 
-def _finish(console: Console, line: Text, spinner: Any) -> None:
-    if spinner is not None:
-        spinner.stop()
-        console.print(line, soft_wrap=True)
+# -- shares -----------------------------------------------------------------------------
+
+
+def wait_share(client: FloeClient, ident: str, gone_ok: bool = False) -> dict[str, Any] | None:
+    """Until the share is available (or gone, with `gone_ok`); CLIError when it ends in an error."""
+
+    def get() -> dict[str, Any] | None:
+        try:
+            return client.get_share(ident)
+        except FloeAPIError as exc:
+            if exc.status == 404 and gone_ok:
+                return None
+            raise
+
+    def done(share: dict[str, Any] | None) -> bool | str:
+        if share is None:
+            return True
+        status = str(share.get("status"))
+        if "error" in status:
+            return f"share {share.get('name') or share.get('id')} is {status}: {share.get('status_reason') or '-'}"
+        return status == "available" and not gone_ok
+
+    return poll(f"share {ident}", get, done, interval=SHARE_POLL_INTERVAL, timeout=SHARE_WAIT_TIMEOUT)
+
+
+def wait_attachment(client: FloeClient, cluster: str, share_id: str, gone: bool = False) -> dict[str, Any] | None:
+    """Until the share is attached to the cluster (or detached, with `gone`)."""
+
+    def get() -> dict[str, Any] | None:
+        return next((m for m in client.cluster_shares(cluster) if m["share_id"] == share_id), None)
+
+    def done(m: dict[str, Any] | None) -> bool | str:
+        if m is None:
+            return True if gone else f"share {share_id} is no longer attached to {cluster}"
+        if m["state"] == "error":
+            return f"attaching to {cluster} failed: {m.get('state_reason') or '-'}"
+        return m["state"] == "attached" and not gone
+
+    return poll(
+        f"share {share_id} on cluster {cluster}", get, done,
+        interval=SHARE_POLL_INTERVAL, timeout=SHARE_WAIT_TIMEOUT,
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO
@@ -12,7 +13,6 @@ from urllib.parse import parse_qsl, quote, urlsplit
 
 import httpx
 
-from floe import __version__
 from floe.client.errors import FloeAPIError, FloeConfigError, FloeConnectionError
 
 API_VERSION_HEADER = "container-infra latest"
@@ -23,6 +23,17 @@ MANILA_HEADERS = {"X-OpenStack-Manila-API-Version": MANILA_VERSION}
 UPLOAD_TIMEOUT = httpx.Timeout(None, connect=10.0)
 
 JSON = dict[str, Any]
+
+
+def _client_version() -> str:
+    """floe's installed version, for the User-Agent (read from metadata: the client imports no other floe)."""
+    try:
+        return version("floe")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "0+unknown"
+
+
+CLIENT_VERSION = _client_version()
 
 
 def _one_line(text: str, limit: int = 500) -> str:
@@ -114,7 +125,7 @@ class FloeClient:
                     "X-Auth-Token": token,
                     "OpenStack-API-Version": API_VERSION_HEADER,
                     "Accept": "application/json",
-                    "User-Agent": f"floe-client/{__version__}",
+                    "User-Agent": f"floe-client/{CLIENT_VERSION}",
                 },
                 # The API is plain HTTP on localhost by default; proxies from the
                 # environment would only get in the way of reaching it.

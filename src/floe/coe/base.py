@@ -8,13 +8,26 @@ nodes come from: it gets docker SDK clients from the step context.
 from __future__ import annotations
 
 import abc
+import ipaddress
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, TypeVar
+
+from floe.db.models import Cluster, Node
+from floe.errors import TemporaryError
+from floe.providers.base import InfraProvider, NetworkSpec, NodeInfo
+from floe.steps import Step
 
 if TYPE_CHECKING:
-    from floe.engine.context import StepContext
-    from floe.engine.steps import NodeRef, Step
-    from floe.providers.base import InfraProvider
+    import docker
+    from sqlalchemy.orm import Session
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+#: Values a template's `coe` field accepts.
+SUPPORTED_COES = ("swarm", "swarm-mode")
 
 
 #: The reason a driver gives for a node whose machine (process) is gone; auto-healing acts on it.
@@ -35,6 +48,84 @@ class ClusterHealth:
     reason: str = ""
 
 
+class DriverContext(Protocol):
+    """What a driver's steps may use of the operation they run in (the engine's StepContext).
+
+    `session()` is a short transaction that commits only while the operation's lease holds;
+    `read()` reads without the write lock; `check()` raises if the lease was lost or the
+    deadline passed; `parallel` runs a function over items in threads, at most `limit` at once.
+    """
+
+    step: str
+    provider: InfraProvider
+
+    def session(self) -> AbstractContextManager[Session]: ...
+    def read(self) -> AbstractContextManager[Session]: ...
+    def check(self) -> None: ...
+    def remaining(self, default: float = 3600.0) -> float: ...
+    def progress(self, text: str) -> None: ...
+    def cluster(self, s: Session) -> Cluster: ...
+    def nodes(self, s: Session, states: Iterable[str] | None = None) -> list[Node]: ...
+    def docker(self, info: NodeInfo) -> docker.DockerClient: ...
+    def parallel(self, fn: Callable[[T], R], items: list[T], limit: int = 16) -> list[R]: ...
+
+
+@dataclass(frozen=True)
+class NodeRef:
+    """A plain snapshot of a node row, safe to hand to threads."""
+
+    id: int
+    name: str
+    role: str
+    index: int
+    address: str
+    docker_pool: str
+    state: str
+    swarm_node_id: str | None
+
+    @classmethod
+    def of(cls, n: Node) -> NodeRef:
+        return cls(n.id, n.name, n.role, n.index, n.address or "", n.docker_pool or "", n.state, n.swarm_node_id)
+
+
+@dataclass(frozen=True)
+class ClusterRef:
+    id: int
+    uuid: str
+    name: str
+    tag: str
+    subnet: str
+    swarm_pool: str
+    ca_cert_pem: str
+    ca_key_pem: str
+    labels: dict
+
+    @classmethod
+    def of(cls, c: Cluster) -> ClusterRef:
+        return cls(
+            c.id, c.uuid, c.name, c.host_tag, c.subnet or "", c.swarm_pool or "",
+            c.ca_cert_pem or "", c.ca_key_pem or "", dict(c.labels or {}),
+        )
+
+    def network(self) -> NetworkSpec:
+        net = ipaddress.ip_network(self.subnet)
+        return NetworkSpec(self.tag, "mgmt", self.subnet, str(next(net.hosts())))
+
+
+def load(ctx: DriverContext, states: tuple[str, ...] | None = None) -> tuple[ClusterRef, list[NodeRef]]:
+    """The cluster and its nodes (in `states`), read without taking the write lock."""
+    with ctx.read() as s:
+        c = ctx.cluster(s)
+        return ClusterRef.of(c), [NodeRef.of(n) for n in ctx.nodes(s, states)]
+
+
+def node_info(ctx: DriverContext, cluster: ClusterRef, node: NodeRef) -> NodeInfo:
+    info = ctx.provider.node_info(cluster.tag, node.name)
+    if info is None or not info.running:
+        raise TemporaryError(f"node {node.name} is not running", delay=0.5)
+    return info
+
+
 class COEDriver(abc.ABC):
     name: str = "abstract"
     #: Values accepted in a template's `coe` field.
@@ -49,7 +140,7 @@ class COEDriver(abc.ABC):
         """Steps that bring newly started nodes into an existing cluster."""
 
     @abc.abstractmethod
-    def remove_nodes(self, ctx: StepContext, nodes: list[NodeRef]) -> None:
+    def remove_nodes(self, ctx: DriverContext, nodes: list[NodeRef]) -> None:
         """Take nodes out of the cluster gracefully (drain, leave, forget) before they stop."""
 
     @abc.abstractmethod

@@ -15,15 +15,23 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import func, update
 
-from floe.coe.base import NOT_RUNNING, ClusterHealth, COEDriver, NodeHealth
+from floe.coe.base import (
+    NOT_RUNNING,
+    SUPPORTED_COES,
+    ClusterHealth,
+    COEDriver,
+    DriverContext,
+    NodeHealth,
+    NodeRef,
+    load,
+)
 from floe.db.models import Node
-from floe.engine.errors import PermanentError, TemporaryError
-from floe.engine.steps import NodeRef, Step, load
-from floe.services.templates import SUPPORTED_COES
+from floe.errors import PermanentError, TemporaryError
+from floe.steps import Step
 
 if TYPE_CHECKING:
-    from floe.engine.context import StepContext
     from floe.providers.base import InfraProvider
+
 
 class SimulatedDriver(COEDriver):
     name = "simulated"
@@ -49,7 +57,7 @@ class SimulatedDriver(COEDriver):
         ]
 
     # --- steps ---------------------------------------------------------------------------
-    def init(self, ctx: StepContext) -> None:
+    def init(self, ctx: DriverContext) -> None:
         cluster, nodes = load(ctx)
         with ctx.read() as s:
             if (ctx.cluster(s).coe_state or {}).get("cluster_id"):
@@ -60,7 +68,7 @@ class SimulatedDriver(COEDriver):
         with ctx.session() as s:
             ctx.cluster(s).coe_state = {"cluster_id": f"sim-{uuid.uuid4().hex[:12]}", "first_manager": first.name}
 
-    def join(self, ctx: StepContext) -> None:
+    def join(self, ctx: DriverContext) -> None:
         cluster, nodes = load(ctx, ("planned", "started"))
         if not nodes:
             return
@@ -80,7 +88,7 @@ class SimulatedDriver(COEDriver):
                 .values(state="joined")
             )
 
-    def wait_ready(self, ctx: StepContext) -> None:
+    def wait_ready(self, ctx: DriverContext) -> None:
         cluster, _ = load(ctx, ())
         with ctx.session() as s:
             s.execute(
@@ -94,7 +102,7 @@ class SimulatedDriver(COEDriver):
                 )
             )
 
-    def remove_nodes(self, ctx: StepContext, nodes: list[NodeRef]) -> None:
+    def remove_nodes(self, ctx: DriverContext, nodes: list[NodeRef]) -> None:
         if nodes:
             self._wait(ctx)  # drain and leave
 
@@ -111,13 +119,13 @@ class SimulatedDriver(COEDriver):
         return ClusterHealth(not bad, reports, "; ".join(f"{h.name}: {h.reason}" for h in bad))
 
     # --- helpers ---------------------------------------------------------------------------
-    def _wait(self, ctx: StepContext) -> None:
+    def _wait(self, ctx: DriverContext) -> None:
         if self.delay > 0:
             time.sleep(min(self.delay, ctx.remaining()))
             ctx.check()
 
     @staticmethod
-    def _booted(ctx: StepContext, tag: str, nodes: list[NodeRef]) -> None:
+    def _booted(ctx: DriverContext, tag: str, nodes: list[NodeRef]) -> None:
         down = [n.name for n in nodes if not ((i := ctx.provider.node_info(tag, n.name)) and i.running)]
         if down:
             raise TemporaryError(f"{len(down)} node(s) not running yet ({', '.join(down[:5])})", delay=0.2)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from sqlalchemy import JSON, DateTime, MetaData
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy import JSON, DateTime, MetaData, String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 
@@ -47,3 +47,21 @@ NAMING = {
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
     type_annotation_map = {dict: JSON, list: JSON, datetime: UTCDateTime}
+
+
+class LeaseColumns:
+    """The lease shape every table the engine's runner leases has (operations, shares).
+
+    `lease_owner` is a `host:pid:nonce` taken by compare-and-swap; `retry_at` delays the
+    next lease after a wait or a temporary failure; `attempts` counts leases (operations) or
+    temporary failures (shares); `step` names the step running, and `interrupted_step` /
+    `interruptions` how often in a row a holder died in it (the runner's poison guard).
+    """
+
+    lease_owner: Mapped[str | None] = mapped_column(String(128), default=None)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    retry_at: Mapped[datetime | None] = mapped_column(default=None)
+    attempts: Mapped[int] = mapped_column(default=0)
+    step: Mapped[str] = mapped_column(String(64), default="")
+    interrupted_step: Mapped[str] = mapped_column(String(64), default="")
+    interruptions: Mapped[int] = mapped_column(default=0)

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from floe.db.base import utcnow
 from floe.db.models import Cluster, Node, Operation
-from floe.engine.errors import DeadlineExceeded, LeaseLost
+from floe.errors import DeadlineExceeded, LeaseLost
 
 if TYPE_CHECKING:
     import docker

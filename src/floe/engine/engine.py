@@ -1,237 +1,131 @@
-"""The engine: leases operations from the database and runs their steps in worker threads.
+"""The engine: the lease runner with cluster operations as one of the kinds it leases.
 
-- A dispatcher finds operations that nobody holds (or whose holder's lease expired, or
-  whose holder was a process on this host that is gone) and leases them with a
-  compare-and-swap on the owner column; `wake()` lets the API hint that work is waiting.
-- A worker runs the operation's pipeline, skipping steps recorded as done. Every write a
-  step makes is committed only while the lease is still ours (see StepContext.session).
-- A heartbeat extends the leases this process holds; a deadline watchdog fails operations
-  that ran past their time, naming the step they were stuck in.
-One operation per cluster at a time; different clusters run in parallel.
+- `Operations` finds operations nobody holds (or whose holder's lease expired, or whose
+  holder was a process on this host that is gone); the runner leases them (compare-and-swap
+  on the owner) and runs the operation's pipeline in a worker, skipping steps recorded
+  as done. Every write a step makes is committed only while the lease is still ours
+  (see StepContext.session). A deadline watchdog fails operations that ran past their
+  time, naming the step they were stuck in.
+- One operation per cluster at a time (the cluster is the group); different clusters run
+  in parallel. `Engine` is the facade the server, the API (`wake()`) and the tests use;
+  other kinds (share work) and periodic tasks are registered on it by the composition root.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
-import docker.errors
-import requests.exceptions
-from sqlalchemy import and_, case, select, update
+from sqlalchemy import select, update
 
 from floe.coe.base import COEDriver
 from floe.db.base import utcnow
 from floe.db.models import Cluster, Operation
 from floe.engine import failpoints
 from floe.engine.context import StepContext
-from floe.engine.errors import DeadlineExceeded, LeaseLost, PermanentError, TemporaryError
+from floe.engine.errors import describe, translate
 from floe.engine.operations import ACTIVE
 from floe.engine.pipelines import FAILED, PIPELINES
-from floe.engine.steps import Step
-from floe.leases import LeaseHolder
+from floe.engine.runner import (  # noqa: F401 - MAX_* are part of the engine's public names
+    MAX_INTERRUPTIONS,
+    MAX_TEMPORARY_RETRIES,
+    Due,
+    Lease,
+    LeaseKind,
+    Runner,
+    backoff,
+)
+from floe.errors import DeadlineExceeded, LeaseLost, PermanentError, TemporaryError
 from floe.runtime import Runtime
+from floe.steps import Step
 
 log = logging.getLogger("floe.engine")
 
 DEFAULT_DEADLINE = timedelta(hours=1)
-MAX_TEMPORARY_RETRIES = 30
-# A step whose holder died (or stopped answering) this many times in a row while running it
-# fails the operation: it is what kills or wedges the server, and resuming it again would too.
-MAX_INTERRUPTIONS = 3
+_COLS = (
+    Operation.id, Operation.cluster_id, Operation.state, Operation.lease_owner,
+    Operation.lease_expires_at, Operation.deadline_at, Operation.step, Operation.kind,
+)
 
 
-def default_drivers() -> dict[str, COEDriver]:
-    from floe.coe.swarm.driver import SwarmDriver
+class Operations(LeaseKind):
+    """Cluster operations (create, update, repair, delete), one per cluster at a time."""
 
-    swarm = SwarmDriver()
-    return {name: swarm for name in swarm.coe_names}
+    name = "operation"
+    model = Operation
 
-
-class Engine:
-    def __init__(self, runtime: Runtime, drivers: dict[str, COEDriver] | None = None):
+    def __init__(self, runtime: Runtime, drivers: dict[str, COEDriver], runner: Runner):
         self.runtime = runtime
-        self.settings = runtime.settings
-        self.drivers = drivers or default_drivers()
-        self.holder = LeaseHolder()
-        self.host, self.owner = self.holder.host, self.holder.owner
-        self.lease_seconds = self.settings.lease_seconds
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._running: set[int] = set()
-        self._lock = threading.Lock()
-        self._pool = ThreadPoolExecutor(max_workers=self.settings.engine_workers, thread_name_prefix="floe-op")
-        self._threads: list[threading.Thread] = []
+        self.drivers = drivers
+        self.runner = runner
+        self.workers = runtime.settings.engine_workers
+        self.lease_seconds = runtime.settings.lease_seconds
 
-    # --- lifecycle ---------------------------------------------------------------------
-    def start(self) -> None:
-        for target, name in ((self._dispatch_loop, "floe-dispatch"), (self._heartbeat_loop, "floe-heartbeat")):
-            t = threading.Thread(target=target, name=name, daemon=True)
-            t.start()
-            self._threads.append(t)
+    def lease_values(self) -> dict:
+        return {"state": "running", "attempts": Operation.attempts + 1}
 
-    def stop(self, wait: bool = True) -> None:
-        self._stop.set()
-        self._wake.set()
-        for t in self._threads:
-            t.join(timeout=5)
-        self._pool.shutdown(wait=wait, cancel_futures=True)
+    def lease_condition(self):
+        return Operation.state.in_(ACTIVE)
 
-    def wake(self) -> None:
-        self._wake.set()
-
-    def busy(self) -> bool:
-        with self._lock:
-            return bool(self._running)
-
-    # --- dispatch ----------------------------------------------------------------------
-    def _owner_gone(self, owner: str | None) -> bool:
-        """True when the lease holder was a floe process on this host that no longer runs."""
-        return self.holder.gone(owner)
-
-    def dispatch_once(self) -> int:
-        """Lease and start runnable operations, as many as there are free workers; returns how many.
-
-        Two bounded reads per wake-up, however long the queue: the operations someone holds a
+    def due(self, runner: Runner, free: int) -> list[Due]:
+        """Two bounded reads per wake-up, however long the queue: the operations someone holds a
         lease on (at most the workers of every floe process, plus superseded ones letting go)
         and the oldest unleased ones, as many as this process has free workers.
         """
         now = utcnow()
-        cols = (
-            Operation.id, Operation.cluster_id, Operation.state, Operation.lease_owner,
-            Operation.lease_expires_at, Operation.deadline_at, Operation.step, Operation.kind,
-        )
         with self.runtime.db.session() as s:
-            leased = s.execute(select(*cols).where(Operation.lease_owner.is_not(None)).order_by(Operation.id)).all()
-        held_clusters: set[int] = set()
+            leased = s.execute(select(*_COLS).where(Operation.lease_owner.is_not(None)).order_by(Operation.id)).all()
+        held: set[int] = set()
         takeover = []
+        ours_running = runner.running(self.name)
         for r in leased:
-            live = r.lease_expires_at and r.lease_expires_at > now and not self._owner_gone(r.lease_owner)
+            live = r.lease_expires_at and r.lease_expires_at > now and not runner.holder.gone(r.lease_owner)
             if r.state not in ACTIVE:
                 # A superseded operation whose worker has not yet let go: its cluster waits.
                 if live:
-                    held_clusters.add(r.cluster_id)
+                    held.add(r.cluster_id)
                 else:
-                    self._release(r.id, r.lease_owner)
+                    runner.release(self, r.id, r.lease_owner)
                 continue
-            with self._lock:
-                ours = r.id in self._running
-            if r.lease_owner == self.owner and ours:
+            if r.lease_owner == runner.owner and r.id in ours_running:
                 if r.deadline_at and r.deadline_at < now:
-                    self._fail(r.id, f"{r.kind} timed out (deadline {r.deadline_at:%H:%M:%S} UTC) in step "
-                               f"{r.step or 'queued'}, which did not finish", owner=self.owner)
-                held_clusters.add(r.cluster_id)
-            elif live and r.lease_owner != self.owner:
-                held_clusters.add(r.cluster_id)
+                    self.fail(r.id, f"{r.kind} timed out (deadline {r.deadline_at:%H:%M:%S} UTC) in step "
+                              f"{r.step or 'queued'}, which did not finish", owner=runner.owner)
+                held.add(r.cluster_id)
+            elif live and r.lease_owner != runner.owner:
+                held.add(r.cluster_id)
             else:
                 takeover.append(r)  # expired, its process gone, or ours but no worker runs it
-        with self._lock:
-            free = self.settings.engine_workers - len(self._running)
         if free <= 0:
-            return 0
-        candidates = [r for r in takeover if r.cluster_id not in held_clusters][:free]
+            return []
+        candidates = [r for r in takeover if r.cluster_id not in held][:free]
         if len(candidates) < free:
-            q = select(*cols).where(Operation.state.in_(ACTIVE), Operation.lease_owner.is_(None))
-            if held_clusters:
-                q = q.where(Operation.cluster_id.not_in(held_clusters))
+            q = select(*_COLS).where(Operation.state.in_(ACTIVE), Operation.lease_owner.is_(None))
+            if held:
+                q = q.where(Operation.cluster_id.not_in(held))
             with self.runtime.db.session() as s:
                 candidates += s.execute(q.order_by(Operation.id).limit(free - len(candidates))).all()
-        started = 0
-        for r in candidates:
-            if r.cluster_id in held_clusters:
-                continue
-            with self._lock:
-                if r.id in self._running or len(self._running) >= self.settings.engine_workers:
-                    continue
-            if self._lease(r.id, r.lease_owner):
-                held_clusters.add(r.cluster_id)
-                if self._poisoned(r.id):
-                    continue
-                with self._lock:
-                    self._running.add(r.id)
-                self._pool.submit(self._run, r.id)
-                started += 1
-        return started
+        return [Due(r.id, r.cluster_id, r.lease_owner) for r in candidates if r.cluster_id not in held]
 
-    def _lease(self, op_id: int, old_owner: str | None) -> bool:
-        values: dict = {
-            "lease_owner": self.owner,
-            "lease_expires_at": utcnow() + timedelta(seconds=self.lease_seconds),
-            "state": "running",
-            "attempts": Operation.attempts + 1,
-        }
-        if old_owner is not None and old_owner != self.owner:
-            # Taken from a holder that died or stopped renewing: if it was inside a step (a
-            # step is named before it runs), that step was interrupted once more. In the same
-            # UPDATE as the lease, so a crash cannot lose the count.
-            same = and_(Operation.step != "", Operation.step == Operation.interrupted_step)
-            values["interruptions"] = case(
-                (same, Operation.interruptions + 1), (Operation.step != "", 1), else_=Operation.interruptions
-            )
-            values["interrupted_step"] = case(
-                (Operation.step != "", Operation.step), else_=Operation.interrupted_step
-            )
+    def idle(self) -> bool:
         with self.runtime.db.session() as s:
-            cond = Operation.lease_owner.is_(None) if old_owner is None else Operation.lease_owner == old_owner
-            res = s.execute(
-                update(Operation)
-                .where(Operation.id == op_id, cond, Operation.state.in_(("pending", "running")))
-                .values(**values)
-            )
-            return res.rowcount == 1
+            return s.scalar(select(Operation.id).where(Operation.state.in_(ACTIVE)).limit(1)) is None
 
-    def _poisoned(self, op_id: int) -> bool:
-        """Fail a just-leased operation whose step keeps taking its holders down; True if so."""
+    def poisoned(self, item_id: int, step: str, count: int, lease: Lease) -> None:
         with self.runtime.db.session() as s:
-            row = s.execute(
-                select(Operation.kind, Operation.interrupted_step, Operation.interruptions).where(Operation.id == op_id)
-            ).one()
-        if row.interruptions < MAX_INTERRUPTIONS:
-            return False
-        self._fail(
-            op_id,
-            f"{row.kind} stopped: step {row.interrupted_step} was interrupted {row.interruptions} times in a row "
+            kind = s.scalar(select(Operation.kind).where(Operation.id == item_id))
+        self.fail(
+            item_id,
+            f"{kind} stopped: step {step} was interrupted {count} times in a row "
             "(the server died or stopped answering while running it), so it is not resumed again; "
             "see the server log, then delete the cluster or try again",
-            owner=self.owner,
+            owner=lease.owner,
         )
-        return True
-
-    def _release(self, op_id: int, owner: str | None) -> None:
-        with self.runtime.db.session() as s:
-            s.execute(
-                update(Operation).where(Operation.id == op_id, Operation.lease_owner == owner).values(lease_owner=None)
-            )
-
-    def _dispatch_loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.dispatch_once()
-            except Exception:  # noqa: BLE001 - the loop must survive a bad moment (e.g. DB locked)
-                log.exception("dispatch failed")
-            self._wake.wait(timeout=1.0)
-            self._wake.clear()
-
-    def _heartbeat_loop(self) -> None:
-        while not self._stop.wait(self.lease_seconds / 3):
-            with self._lock:
-                ids = list(self._running)
-            if not ids:
-                continue
-            try:
-                with self.runtime.db.session() as s:
-                    s.execute(
-                        update(Operation)
-                        .where(Operation.id.in_(ids), Operation.lease_owner == self.owner)
-                        .values(lease_expires_at=utcnow() + timedelta(seconds=self.lease_seconds))
-                    )
-            except Exception:  # noqa: BLE001
-                log.exception("heartbeat failed")
 
     # --- running an operation ------------------------------------------------------------
-    def _run(self, op_id: int) -> None:
+    def run(self, item_id: int, lease: Lease) -> None:
+        op_id = item_id
         ctx: StepContext | None = None
         timeout_minutes = None
         try:
@@ -241,8 +135,8 @@ class Engine:
                 driver = self.drivers.get(cluster.coe)
                 deadline = op.deadline_at or (op.created_at + DEFAULT_DEADLINE)
                 ctx = StepContext(
-                    runtime=self.runtime, op_id=op_id, cluster_id=cluster.id, kind=op.kind, owner=self.owner,
-                    lease_seconds=self.lease_seconds, deadline=deadline, provider=self.runtime.provider,
+                    runtime=self.runtime, op_id=op_id, cluster_id=cluster.id, kind=op.kind, owner=lease.owner,
+                    lease_seconds=lease.seconds, deadline=deadline, provider=self.runtime.provider,
                     driver=driver, params=dict(op.params or {}),
                 )
                 done = list(op.steps_done or [])
@@ -268,7 +162,7 @@ class Engine:
                         .values(status_reason=f"step {step.name}: {step.title}")
                     )
                 failpoints.hit(ctx.kind, step.name, "before")
-                self._run_step(ctx, step)
+                run_step(ctx, step)
                 failpoints.hit(ctx.kind, step.name, "after")
                 done.append(step.name)
                 log.info("op %s %s step %s done at %.2fs", op_id, ctx.kind, step.name, time.monotonic() - t0)
@@ -281,44 +175,24 @@ class Engine:
                 )
             log.info("op %s %s complete in %.2fs", op_id, ctx.kind, time.monotonic() - t0)
         except LeaseLost:
-            self._release(op_id, self.owner)
+            self.runner.release(self, op_id, lease.owner)
         except DeadlineExceeded as exc:
             what = f"{ctx.kind} timed out" if ctx else "timed out"
             if ctx and ctx.kind == "create":
                 what = f"create timed out after {timeout_minutes} minute(s)"
-            self._fail(op_id, f"{what} in step {ctx.step if ctx else '?'}: {exc}")
+            self.fail(op_id, f"{what} in step {ctx.step if ctx else '?'}: {exc}")
         except Exception as exc:  # noqa: BLE001 - every failure must reach the user as a reason
             log.exception("operation %s failed", op_id)
-            step = ctx.step if ctx else "?"
-            self._fail(op_id, f"step {step} failed: {_describe(exc)}")
+            step_name = ctx.step if ctx else "?"
+            self.fail(op_id, f"step {step_name} failed: {describe(exc)}")
         finally:
             if ctx is not None:
                 ctx.close()
-            with self._lock:
-                self._running.discard(op_id)
-            self._wake.set()
 
-    def _run_step(self, ctx: StepContext, step: Step) -> None:
-        attempt = 0
-        while True:
-            try:
-                step.run(ctx)
-                return
-            except (TemporaryError, docker.errors.APIError, requests.exceptions.ConnectionError) as exc:
-                if isinstance(exc, docker.errors.APIError) and exc.is_client_error():
-                    raise
-                attempt += 1
-                delay = min(getattr(exc, "delay", 0.5) * (1.5 ** (attempt - 1)), 5.0)
-                if attempt > MAX_TEMPORARY_RETRIES or ctx.remaining() < delay:
-                    raise PermanentError(f"{_describe(exc)} (after {attempt} attempts)") from exc
-                log.info("step %s: temporary failure (%s), retry in %.1fs", step.name, exc, delay)
-                time.sleep(delay)
-                ctx.check()
-
-    def _fail(self, op_id: int, reason: str, owner: str | None = None) -> None:
+    def fail(self, op_id: int, reason: str, owner: str | None = None) -> None:
         with self.runtime.db.session() as s:
             op = s.get(Operation, op_id)
-            if op is None or op.state not in ("pending", "running"):
+            if op is None or op.state not in ACTIVE:
                 return
             if owner is not None and op.lease_owner != owner:
                 return
@@ -332,22 +206,80 @@ class Engine:
                 cluster.status_reason = reason
         log.warning("operation %s failed: %s", op_id, reason)
 
-    # --- helpers for tests and tools ---------------------------------------------------------
+
+def run_step(ctx: StepContext, step: Step) -> None:
+    """Run a cluster step under the runner's retry policy, in this worker (the cluster waits)."""
+    attempt = 0
+    while True:
+        try:
+            step.run(ctx)
+            return
+        except Exception as raw:  # noqa: BLE001 - translated at the plug-in boundary, then judged
+            exc = translate(raw)
+            if not isinstance(exc, TemporaryError):
+                if exc is raw:
+                    raise
+                raise exc from raw
+            attempt += 1
+            delay = backoff(attempt, exc.delay)
+            if delay is None or ctx.remaining() < delay:
+                raise PermanentError(f"{describe(exc)} (after {attempt} attempts)") from raw
+            log.info("step %s: temporary failure (%s), retry in %.1fs", step.name, exc, delay)
+            time.sleep(delay)
+            ctx.check()
+
+
+class Engine:
+    """The background engine of one floe process: a lease runner with cluster operations on it."""
+
+    def __init__(self, runtime: Runtime, drivers: dict[str, COEDriver], poll: float = 1.0):
+        """`drivers` maps each COE name to its driver; the composition root (floe.server) wires them."""
+        self.runtime = runtime
+        self.settings = runtime.settings
+        self.drivers = drivers
+        self.runner = Runner(runtime.db, poll=poll)
+        self.holder = self.runner.holder
+        self.host, self.owner = self.holder.host, self.holder.owner
+        self.lease_seconds = self.settings.lease_seconds
+        self.operations = Operations(runtime, drivers, self.runner)
+        self.runner.add(self.operations)
+
+    # --- registration (the composition root) -----------------------------------------------
+    def add(self, kind: LeaseKind) -> None:
+        """Lease and run another kind of work on this engine (before it starts)."""
+        self.runner.add(kind)
+
+    def every(self, seconds: float, name: str, fn) -> None:
+        self.runner.every(seconds, name, fn)
+
+    def at_start(self, name: str, fn) -> None:
+        self.runner.at_start(name, fn)
+
+    # --- lifecycle ---------------------------------------------------------------------
+    def start(self) -> None:
+        self.runner.start()
+
+    def stop(self, wait: bool = True) -> None:
+        self.runner.stop(wait=wait)
+
+    def wake(self) -> None:
+        self.runner.wake()
+
+    def busy(self) -> bool:
+        return self.runner.busy()
+
+    @property
+    def poll(self) -> float:
+        return self.runner.poll
+
+    @poll.setter
+    def poll(self, seconds: float) -> None:
+        self.runner.poll = seconds
+
+    def dispatch_once(self) -> int:
+        """Lease and start runnable work, as many as there are free workers; returns how many."""
+        return self.runner.dispatch_once()
+
     def run_until_idle(self, timeout: float = 600.0) -> None:
-        """Dispatch and wait until no operation is runnable (used by tests and the bench)."""
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            self.dispatch_once()
-            if not self.busy():
-                with self.runtime.db.session() as s:
-                    left = s.scalar(select(Operation.id).where(Operation.state.in_(("pending", "running"))).limit(1))
-                if left is None:
-                    return
-            time.sleep(0.05)
-        raise TimeoutError("engine did not become idle")
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, docker.errors.APIError):
-        return f"docker: {exc.explanation or exc}"
-    return str(exc) or type(exc).__name__
+        """Dispatch and wait until no work is runnable (used by tests and the bench)."""
+        self.runner.run_until_idle(timeout)

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from floe.db.base import utcnow
 from floe.db.models import Cluster, Operation
-from floe.services.errors import Conflict, NotFound
+from floe.errors import Conflict, NotFound
 
 ACTIVE = ("pending", "running")
 # A repair (nodes brought back after a host restart or a node failure) is an update to Magnum's clients.
@@ -64,3 +64,13 @@ def start_operation(session: Session, cluster: Cluster, kind: str, params: dict 
     cluster.status_reason = f"{kind} queued" + (f": {params['reason']}" if params and params.get("reason") else "")
     session.flush()
     return op
+
+
+def cluster_deleting(status: str) -> bool:
+    """Whether a cluster in `status` is being (or failed being) deleted: its nodes and mounts go."""
+    return status.startswith("DELETE")
+
+
+def cluster_changing(status: str) -> bool:
+    """Whether an operation is changing the cluster (its nodes may still start or go)."""
+    return status in IN_PROGRESS.values()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from floe.coe.base import COEDriver
 from floe.engine import steps
-from floe.engine.steps import Step
+from floe.steps import Step
 
 
 def create_pipeline(driver: COEDriver) -> list[Step]:

@@ -9,81 +9,16 @@ from __future__ import annotations
 import ipaddress
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 
 from sqlalchemy import delete, update
 
-from floe import pki
-from floe.db.models import Cluster, Node
+from floe import ipam, pki
+from floe.coe.base import ClusterRef, NodeRef, load, node_info
+from floe.db.models import Node
 from floe.engine.context import StepContext
-from floe.engine.errors import PermanentError, TemporaryError
-from floe.providers.base import NetworkSpec, NodeInfo, NodeSpec, ProviderError, RegistryInfo, TLSMaterial
-from floe.services import ipam
-from floe.services.errors import Conflict
-
-
-@dataclass(frozen=True)
-class Step:
-    name: str
-    run: Callable[[StepContext], None]
-    title: str
-
-
-@dataclass(frozen=True)
-class NodeRef:
-    """A plain snapshot of a node row, safe to hand to threads."""
-
-    id: int
-    name: str
-    role: str
-    index: int
-    address: str
-    docker_pool: str
-    state: str
-    swarm_node_id: str | None
-
-    @classmethod
-    def of(cls, n: Node) -> NodeRef:
-        return cls(n.id, n.name, n.role, n.index, n.address or "", n.docker_pool or "", n.state, n.swarm_node_id)
-
-
-@dataclass(frozen=True)
-class ClusterRef:
-    id: int
-    uuid: str
-    name: str
-    tag: str
-    subnet: str
-    swarm_pool: str
-    ca_cert_pem: str
-    ca_key_pem: str
-    labels: dict
-
-    @classmethod
-    def of(cls, c: Cluster) -> ClusterRef:
-        return cls(
-            c.id, c.uuid, c.name, c.host_tag, c.subnet or "", c.swarm_pool or "",
-            c.ca_cert_pem or "", c.ca_key_pem or "", dict(c.labels or {}),
-        )
-
-    def network(self) -> NetworkSpec:
-        net = ipaddress.ip_network(self.subnet)
-        return NetworkSpec(self.tag, "mgmt", self.subnet, str(next(net.hosts())))
-
-
-def load(ctx: StepContext, states: tuple[str, ...] | None = None) -> tuple[ClusterRef, list[NodeRef]]:
-    """The cluster and its nodes (in `states`), read without taking the write lock."""
-    with ctx.read() as s:
-        c = ctx.cluster(s)
-        return ClusterRef.of(c), [NodeRef.of(n) for n in ctx.nodes(s, states)]
-
-
-def node_info(ctx: StepContext, cluster: ClusterRef, node: NodeRef) -> NodeInfo:
-    info = ctx.provider.node_info(cluster.tag, node.name)
-    if info is None or not info.running:
-        raise TemporaryError(f"node {node.name} is not running", delay=0.5)
-    return info
+from floe.engine.errors import translate
+from floe.errors import Conflict, PermanentError
+from floe.providers.base import NodeSpec, ProviderError, RegistryInfo, TLSMaterial
 
 
 def node_name(cluster_name: str, role: str, index: int) -> str:
@@ -193,19 +128,13 @@ def plan_resize(ctx: StepContext) -> None:
 
 # --- infrastructure ---------------------------------------------------------------------
 def ensure_registry(ctx: StepContext) -> None:
-    try:
-        reg = ctx.provider.ensure_registry()
-    except ProviderError as exc:
-        raise (TemporaryError(str(exc)) if exc.temporary else PermanentError(str(exc))) from exc
+    reg = ctx.provider.ensure_registry()  # a ProviderError is translated by the runner
     ctx.save_params(registry={"address": reg.address, "subnet": reg.subnet})
 
 
 def ensure_network(ctx: StepContext) -> None:
     cluster, _ = load(ctx, ())
-    try:
-        ctx.provider.ensure_network(cluster.network())
-    except ProviderError as exc:
-        raise (TemporaryError(str(exc)) if exc.temporary else PermanentError(str(exc))) from exc
+    ctx.provider.ensure_network(cluster.network())
 
 
 def node_spec(ctx: StepContext, cluster: ClusterRef, node: NodeRef, cluster_size: int = 0) -> NodeSpec:
@@ -254,10 +183,7 @@ def start_nodes(ctx: StepContext) -> None:
     progress = _Progress(ctx, len(todo), "nodes started")
 
     def one(node: NodeRef) -> str:
-        try:
-            ctx.provider.start_node(node_spec(ctx, cluster, node, len(todo)))
-        except ProviderError as exc:
-            raise (TemporaryError(str(exc)) if exc.temporary else PermanentError(str(exc))) from exc
+        ctx.provider.start_node(node_spec(ctx, cluster, node, len(todo)))  # errors: translated by the runner
         progress.tick()
         return node.name
 
@@ -316,7 +242,7 @@ def stop_nodes(ctx: StepContext, nodes: list[NodeRef], tag: str) -> None:
         try:
             ctx.provider.stop_node(tag, node.name)
         except ProviderError as exc:
-            raise TemporaryError(str(exc)) from exc
+            raise translate(exc, temporary=True) from exc  # teardown retries whatever the provider says
         progress.tick()
 
     ctx.parallel(one, nodes, limit=16)
@@ -346,7 +272,7 @@ def delete_network(ctx: StepContext) -> None:
         try:
             ctx.provider.delete_network(cluster.network())
         except ProviderError as exc:
-            raise TemporaryError(str(exc)) from exc
+            raise translate(exc, temporary=True) from exc  # teardown retries whatever the provider says
 
 
 def purge_host(ctx: StepContext) -> None:

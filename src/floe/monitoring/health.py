@@ -2,22 +2,22 @@
 
 Results land in Magnum's fields: cluster `health_status` (HEALTHY / UNHEALTHY / UNKNOWN)
 and `health_status_reason` (a dict: `api` and one `<node>.Ready` entry per node),
-plus `health_status` and `health_reason` on each node row.
+plus `health_status` and `health_reason` on each node row. A round (`check_all`) is a
+periodic task of the engine, registered by the composition root (floe.server) every
+settings.health_interval; the monitor has no thread of its own.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from sqlalchemy import bindparam, exists, select, update
 
-from floe.coe.base import NOT_RUNNING, ClusterHealth, COEDriver
+from floe.coe.base import NOT_RUNNING, ClusterHealth, COEDriver, NodeRef
 from floe.db.models import Cluster, Node, Operation
 from floe.engine.operations import ACTIVE
-from floe.engine.steps import NodeRef
 from floe.runtime import Runtime
 
 log = logging.getLogger("floe.health")
@@ -35,26 +35,11 @@ class HealthMonitor:
     def __init__(self, runtime: Runtime, drivers: dict[str, COEDriver]):
         self.runtime = runtime
         self.drivers = drivers
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        # Asks the drivers of one round in parallel (a round is one task of the engine).
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="floe-health")
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="floe-health", daemon=True)
-        self._thread.start()
-
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread:
-            self._thread.join(timeout=5)
         self._pool.shutdown(wait=False, cancel_futures=True)
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.runtime.settings.health_interval):
-            try:
-                self.check_all()
-            except Exception:  # noqa: BLE001 - keep checking on the next round
-                log.exception("health round failed")
 
     def check_all(self) -> int:
         """One round over every settled cluster; returns how many clusters' rows changed.

@@ -8,20 +8,20 @@ finishes the work or finds it done. Providers know nothing of the database.
 from __future__ import annotations
 
 import abc
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from floe.host.errors import HostError
 
 if TYPE_CHECKING:  # the docker SDK is imported lazily by implementations
     import docker
 
 
-class ProviderError(Exception):
-    """A provider call failed; `temporary` says whether retrying may help."""
-
-    def __init__(self, message: str, temporary: bool = False):
-        super().__init__(message)
-        self.temporary = temporary
+#: A provider call failed; `temporary` says whether retrying may help. It is the host toolkit's
+#: error, so what a provider's host work raises reaches the engine as one error family.
+ProviderError = HostError
 
 
 @dataclass(frozen=True)
@@ -132,3 +132,35 @@ class ProviderWithImageImport(abc.ABC):
     @abc.abstractmethod
     def import_image_archive(self, path: Path) -> list[str]:
         """Push every image of the archive into the registry; return the names to use them by."""
+
+
+class ProviderWithShareMounts(abc.ABC):
+    """Capability: a cluster's nodes see shares mounted in a host directory of the cluster.
+
+    The share engine mounts a share at `cluster_mount_dir(tag) / <name>` on the host and asks
+    the provider whether each running node sees it; how a node sees host mounts (the local
+    provider rbinds that directory, a shared mount, onto every node's /mnt) is the provider's.
+    """
+
+    @abc.abstractmethod
+    def cluster_mount_dir(self, cluster_tag: str) -> Path | None:
+        """The cluster's mount directory if its nodes receive mounts made there, else None."""
+
+    @abc.abstractmethod
+    def node_mount_view(self, cluster_tag: str, name: str) -> Path | None:
+        """Where a running node's /mnt can be read from the host (to verify a mount), or None."""
+
+    def node_sees_mount(self, cluster_tag: str, name: str, mount_name: str, host_path: Path,
+                        read_only: bool) -> bool | None:
+        """Whether running node `name` sees the host's mount at `host_path` as /mnt/<mount_name> with
+        that read-only flag; None if the node is not running (it mounts /mnt when it starts)."""
+        view = self.node_mount_view(cluster_tag, name)
+        if view is None:
+            return None
+        try:
+            seen, host = os.stat(view / mount_name), os.stat(host_path)
+            flags = os.statvfs(view / mount_name).f_flag
+        except OSError:
+            return False
+        same = seen.st_dev == host.st_dev and seen.st_ino == host.st_ino
+        return same and bool(flags & os.ST_RDONLY) == read_only

@@ -15,13 +15,12 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, defer
 
-from floe import pki
+from floe import ipam, pki
 from floe.db.models import Cluster, ClusterTemplate, Node
 from floe.db.session import Database
 from floe.engine.operations import start_operation
+from floe.errors import Conflict, InvalidInput, NotFound
 from floe.runtime import Runtime
-from floe.services import ipam
-from floe.services.errors import Conflict, InvalidInput, NotFound
 from floe.services.identity import Caller
 from floe.services.templates import (
     MAX_DOCKER_VOLUME_GB,

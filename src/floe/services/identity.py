@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from floe.db.models import Project, Token
 from floe.db.session import Database
-from floe.services.errors import Conflict, NotAuthorized, NotFound
+from floe.errors import Conflict, NotAuthorized, NotFound
 
 ADMIN_PROJECT = "admin"
 BOOTSTRAP_DESCRIPTION = "bootstrap admin token"

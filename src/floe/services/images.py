@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from floe.errors import Conflict, Forbidden, InvalidInput
 from floe.providers.base import ProviderError, ProviderWithImageImport
 from floe.runtime import Runtime
-from floe.services.errors import Conflict, Forbidden, InvalidInput
 from floe.services.identity import Caller
 
 

@@ -20,9 +20,9 @@ from sqlalchemy.orm import Session, selectinload
 from floe import storage
 from floe.db.models import Cluster, Share, ShareAccessRule, ShareAttachment
 from floe.db.session import Database
+from floe.errors import Conflict, Forbidden, InvalidInput, NotFound
 from floe.runtime import Runtime
 from floe.services.clusters import find_cluster
-from floe.services.errors import Conflict, Forbidden, InvalidInput, NotFound
 from floe.services.identity import Caller
 from floe.services.templates import ascii_int, check_dns_name, is_uuid_like
 from floe.storage.base import ACCESS_IP, EXTEND, ONLINE_EXTEND, SHRINK, StorageError
@@ -188,7 +188,7 @@ def _positive_size(value: Any, what: str = "size") -> int:
 
 def _backend(runtime: Runtime, type_name: str):
     try:
-        return storage.backends(runtime).get(type_name)
+        return runtime.share_backends.get(type_name)
     except StorageError as exc:
         raise Conflict(str(exc)) from None
 

@@ -32,12 +32,12 @@ from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from floe.coe.base import SUPPORTED_COES
 from floe.db.models import Cluster, ClusterTemplate
 from floe.db.session import Database
-from floe.services.errors import Conflict, Forbidden, InvalidInput, NotFound
+from floe.errors import Conflict, Forbidden, InvalidInput, NotFound
 from floe.services.identity import Caller
 
-SUPPORTED_COES = ("swarm", "swarm-mode")
 SUPPORTED_SERVER_TYPES = ("vm", "bm")
 SUPPORTED_NETWORK_DRIVERS = ("docker",)
 DEFAULT_IMAGE = "floe-node"

@@ -8,20 +8,16 @@ from __future__ import annotations
 import os
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from floe.host import mounts
 from floe.storage.base import ShareBackend, ShareTypeInfo, StorageError
-
-if TYPE_CHECKING:
-    from floe.runtime import Runtime
 
 DEFAULT_TYPE = "local"
 # Share types in the order the API lists them.
 BACKEND_NAMES = ("local", "glusterfs")
-# Owner of the storage network's address allocation.
-STORAGE_OWNER = "floe-storage"
 _TYPE_NAMESPACE = uuid.UUID("6f1d0a3e-8d5c-4f0e-9a49-9b1f4f3c7e21")
 
 
@@ -34,6 +30,10 @@ def _backend_class(name: str) -> type[ShareBackend]:
         from floe.storage.glusterfs import GlusterBackend
 
         return GlusterBackend
+    if name == "simulated":
+        from floe.storage.simulated import SimulatedBackend
+
+        return SimulatedBackend
     raise KeyError(name)
 
 
@@ -66,11 +66,15 @@ def storage_root(home: Path) -> Path:
 
 
 class Backends:
-    """The backends of one floe home, made on first use, each with the result of its host check."""
+    """The backends of one floe home, made on first use, each with the result of its host check.
 
-    def __init__(self, home: Path, runtime: Runtime | None = None):
+    `storage_subnet` gives the network (a CIDR) where backends that run storage nodes put
+    them; the composition root reserves it in floe's address table.
+    """
+
+    def __init__(self, home: Path, storage_subnet: Callable[[], str | None] | None = None):
         self.home = Path(home)
-        self.runtime = runtime
+        self.storage_subnet = storage_subnet
         self._made: dict[str, ShareBackend] = {}
         self._problems: dict[str, str] = {}
         self._lock = threading.Lock()
@@ -97,24 +101,8 @@ class Backends:
             from floe.storage.glusterfs import GlusterBackend
 
             assert issubclass(cls, GlusterBackend)
-            return cls(storage_root(self.home), subnet=self._storage_subnet())
+            return cls(storage_root(self.home), subnet=self.storage_subnet() if self.storage_subnet else None)
         return cls(storage_root(self.home))
-
-    def _storage_subnet(self) -> str | None:
-        """The /24 of floe's range where storage nodes live, reserved once in the address table."""
-        if self.runtime is None:
-            return None
-        from sqlalchemy import select
-
-        from floe.db.models import AddressAllocation
-        from floe.services import ipam
-
-        with self.runtime.db.session() as s:
-            found = s.scalars(select(AddressAllocation.cidr).where(AddressAllocation.owner == STORAGE_OWNER)).first()
-            if found is None:
-                (net,) = ipam.allocate(s, self.runtime.settings.network, 24, "storage", STORAGE_OWNER)
-                found = str(net)
-            return found
 
     def all(self) -> dict[str, ShareBackend]:
         """Every backend that can run here."""
@@ -125,14 +113,6 @@ class Backends:
             except StorageError:
                 continue
         return out
-
-
-def backends(runtime: Runtime) -> Backends:
-    """The runtime's backends (made once per runtime)."""
-    found = runtime.extras.get("share_backends")
-    if found is None:
-        found = runtime.extras.setdefault("share_backends", Backends(runtime.settings.home, runtime))
-    return found
 
 
 def purge_host(home: Path, delete_data: bool = False) -> list[str]:
@@ -148,7 +128,5 @@ def purge_host(home: Path, delete_data: bool = False) -> list[str]:
             continue
         if os.geteuid() == 0:
             removed += backend.purge(delete_data=delete_data)
-    from floe.storage import mounts
-
     removed += [f"mount {m}" for m in mounts.unmount_tree(root)]
     return removed

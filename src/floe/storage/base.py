@@ -12,7 +12,6 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, runtime_checkable
 
 GIB = 1024**3
 
@@ -145,18 +144,3 @@ class ShareBackend(abc.ABC):
     @abc.abstractmethod
     def purge(self, delete_data: bool = False) -> list[str]:
         """Take every share offline on the host; delete their data only if `delete_data`."""
-
-
-@runtime_checkable
-class ShareMountHost(Protocol):
-    """Capability of an infra provider whose nodes see shares mounted in a host directory.
-
-    The local provider rbinds `cluster_mount_dir(tag)` (a shared mount) onto /mnt of every
-    node it starts, so a mount made under it appears at /mnt/<name> in all of them.
-    """
-
-    def cluster_mount_dir(self, cluster_tag: str) -> Path | None:
-        """The cluster's mount directory if its nodes receive mounts made there, else None."""
-
-    def node_mount_view(self, cluster_tag: str, name: str) -> Path | None:
-        """Where a running node's /mnt can be read from the host (to verify a mount), or None."""

@@ -21,13 +21,12 @@ import hashlib
 import ipaddress
 import os
 import re
-import shutil
 import subprocess
 import threading
 import time
 from pathlib import Path
 
-from floe.storage import mounts
+from floe.host import commands, mounts, processes
 from floe.storage.base import (
     ACCESS_IP,
     EXTEND,
@@ -79,9 +78,6 @@ def _check_id(share_id: str) -> str:
         raise StorageError(f"invalid share id {share_id!r}: expected a lowercase uuid")
     return share_id
 
-
-def _which(name: str) -> str | None:
-    return shutil.which(name, path=mounts.SYSTEM_PATH)
 
 
 def _run(args: list[str], timeout: float = 120) -> str:
@@ -190,14 +186,14 @@ class GlusterBackend(ShareBackend):
         # Into glusterd's PID namespace too: the node's /proc belongs to it, and the CLI reads /proc/self.
         proc = subprocess.run(
             ["nsenter", "-t", str(inner), "-m", "-n", "-p", "gluster", "--mode=script", *args],
-            capture_output=True, text=True, timeout=timeout, env={"PATH": mounts.SYSTEM_PATH, "LANG": "C"},
+            capture_output=True, text=True, timeout=timeout, env=commands.clean_env(),
         )
         if check and proc.returncode != 0:
             raise StorageError(f"gluster {' '.join(args)}: {(proc.stderr or proc.stdout).strip()}", temporary=True)
         return proc
 
     def _network(self) -> None:
-        from floe.providers.local import firewall, netns
+        from floe.host import firewall, netns
 
         assert self.subnet is not None
         try:
@@ -219,14 +215,12 @@ class GlusterBackend(ShareBackend):
             (d / sub).mkdir(parents=True, exist_ok=True)
         (self.root / "bricks" / f"s{i}").mkdir(parents=True, exist_ok=True)
         args = [
-            _which("nsenter") or "nsenter", f"--net=/run/netns/{self.netns(i)}", "--",
-            _which("unshare") or "unshare", "--mount", "--pid", "--fork", "--mount-proc", "--kill-child",
+            commands.which("nsenter") or "nsenter", f"--net=/run/netns/{self.netns(i)}", "--",
+            commands.which("unshare") or "unshare", "--mount", "--pid", "--fork", "--mount-proc", "--kill-child",
             "--propagation", "private", "--", "/bin/sh", "-c", NODE_SCRIPT, "floe-storage",
             str(d / "lib"), str(d / "log"),
         ]
-        with open(d / "node.log", "ab") as out:
-            proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=d,
-                                    env={"PATH": mounts.SYSTEM_PATH, "LANG": "C"}, start_new_session=True)
+        proc = processes.spawn_detached(args, d / "node.log", d)
         (d / "node.pid").write_text(f"{proc.pid}\n")
         # The server reaps it if it dies while this process runs (no zombie).
         threading.Thread(target=proc.wait, daemon=True).start()
@@ -293,7 +287,7 @@ class GlusterBackend(ShareBackend):
     def check(self) -> None:
         if os.geteuid() != 0:
             raise StorageError("the glusterfs backend must run as root (namespaces, glusterd, FUSE mounts)")
-        missing = [b for b in REQUIRED if _which(b) is None]
+        missing = [b for b in REQUIRED if commands.which(b) is None]
         if missing:
             raise StorageError(f"missing programs: {', '.join(missing)} (Debian package: glusterfs-server)")
         if not Path("/dev/fuse").exists():
@@ -419,7 +413,7 @@ class GlusterBackend(ShareBackend):
     # -- cleanup ----------------------------------------------------------------------------
 
     def host_objects(self) -> list[str]:
-        from floe.providers.local import netns
+        from floe.host import netns
 
         found = [f"storage node {i} (pid {pid})" for i in range(self.replicas) if (pid := self._pid(i))]
         found += [f"netns {n}" for n in netns.list_netns() if n.startswith(f"flgs{self.tag}-")]
@@ -443,7 +437,7 @@ class GlusterBackend(ShareBackend):
 
     def purge(self, delete_data: bool = False) -> list[str]:
         """Stop the storage nodes and remove their network; state and bricks stay unless `delete_data`."""
-        from floe.providers.local import firewall, netns
+        from floe.host import firewall, netns
 
         removed = self.stop_pool()
         for n in netns.list_netns():

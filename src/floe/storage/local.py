@@ -16,12 +16,11 @@ from __future__ import annotations
 import errno
 import os
 import re
-import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from floe.storage import mounts
+from floe.host import commands, mounts
 from floe.storage.base import (
     EXTEND,
     HARD_SIZE_LIMIT,
@@ -149,7 +148,7 @@ class LocalBackend(ShareBackend):
     def check(self) -> None:
         if os.geteuid() != 0:
             raise StorageError("the local share backend must run as root (it attaches loop devices and mounts)")
-        missing = [b for b in REQUIRED if _which(b) is None]
+        missing = [b for b in REQUIRED if commands.which(b) is None]
         if missing:
             raise StorageError(f"missing programs: {', '.join(missing)} (Debian packages: mount, e2fsprogs)")
         if not Path("/dev/loop-control").exists():
@@ -358,6 +357,3 @@ def _has_capability(bit: int) -> bool:
         pass
     return False
 
-
-def _which(name: str) -> str | None:
-    return shutil.which(name, path=mounts.SYSTEM_PATH)

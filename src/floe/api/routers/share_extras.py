@@ -10,7 +10,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body
 
-from floe import storage
 from floe.api.auth import CallerDep, RuntimeDep
 from floe.services import shares as svc
 from floe.services.errors import Forbidden, InvalidInput, NotFound
@@ -54,7 +53,7 @@ def show_snapshot(caller: CallerDep, ident: str) -> dict[str, Any]:
 @router.post("/snapshots", status_code=202)
 def create_snapshot(caller: CallerDep, body: Annotated[Any, Body()] = None) -> dict[str, Any]:
     """Refused whatever the share: Manila's answer for a type with snapshot_support False."""
-    types = ", ".join(t.name for t in storage.share_types())
+    types = ", ".join(t.name for t in svc.share_types())
     raise InvalidInput(
         f"Snapshots are not supported by any floe share type ({types}: snapshot_support is False). "
         "Copy the share's data to another share instead."
@@ -69,7 +68,7 @@ def _pools(caller, detail: bool) -> dict[str, Any]:
         raise Forbidden("Only an admin may list the scheduler's pools.")
     host = socket.gethostname()
     out = []
-    for t in storage.share_types():
+    for t in svc.share_types():
         # Manila's pool name is host@backend#pool; a floe backend is one pool named after its type.
         pool: dict[str, Any] = {"name": f"{host}@{t.name}#{t.name}", "host": host, "backend": t.name,
                                 "pool": t.name}

@@ -12,10 +12,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Request, Response
 from fastapi.responses import JSONResponse
 
-from floe import storage
 from floe.api.auth import CallerDep, RuntimeDep
-from floe.api.manila import request_version
 from floe.api.versions import host_url
+from floe.api.versions import manila_version as request_version
 from floe.db.models import Share, ShareAccessRule
 from floe.services import shares as svc
 from floe.services.errors import Forbidden, InvalidInput, NotFound
@@ -39,8 +38,8 @@ def _links(request: Request, share_uuid: str) -> list[dict[str, str]]:
             {"href": f"{base}/shares/{share_uuid}", "rel": "bookmark"}]
 
 
-def _type_of(name: str) -> storage.ShareType | None:
-    return next((t for t in storage.share_types() if t.name == name), None)
+def _type_of(name: str) -> svc.ShareType | None:
+    return next((t for t in svc.share_types() if t.name == name), None)
 
 
 def _rules_status(share: Share) -> str:
@@ -123,7 +122,7 @@ def rule_view(request: Request, rule: ShareAccessRule, share_uuid: str | None = 
     return out
 
 
-def type_view(t: storage.ShareType) -> dict[str, Any]:
+def type_view(t: svc.ShareType) -> dict[str, Any]:
     return {
         "id": t.id,
         "name": t.name,
@@ -132,7 +131,7 @@ def type_view(t: storage.ShareType) -> dict[str, Any]:
         "required_extra_specs": {"driver_handles_share_servers": t.info.extra_specs["driver_handles_share_servers"]},
         "share_type_access:is_public": True,
         "os-share-type-access:is_public": True,
-        "is_default": t.name == storage.DEFAULT_TYPE,
+        "is_default": t.name == svc.DEFAULT_TYPE,
     }
 
 
@@ -314,7 +313,7 @@ def show_access_rule(request: Request, runtime: RuntimeDep, caller: CallerDep, r
 @router.get("/types")
 def list_types(caller: CallerDep) -> dict[str, Any]:
     """The share types: one per backend."""
-    return {"share_types": [type_view(t) for t in storage.share_types()]}
+    return {"share_types": [type_view(t) for t in svc.share_types()]}
 
 
 @router.get("/types/{ident}")

@@ -11,11 +11,20 @@ import time
 import docker.errors
 import requests.exceptions
 
-from floe.coe.base import NOT_RUNNING, ClusterHealth, COEDriver, NodeHealth
-from floe.engine.context import StepContext
-from floe.engine.errors import PermanentError, TemporaryError
-from floe.engine.steps import ClusterRef, NodeRef, Step, load, node_info
+from floe.coe.base import (
+    NOT_RUNNING,
+    ClusterHealth,
+    ClusterRef,
+    COEDriver,
+    DriverContext,
+    NodeHealth,
+    NodeRef,
+    load,
+    node_info,
+)
+from floe.errors import PermanentError, TemporaryError
 from floe.providers.base import InfraProvider
+from floe.steps import Step
 
 SWARM_PORT = 2377
 JOIN_BATCH = 32
@@ -48,7 +57,7 @@ class SwarmDriver(COEDriver):
         ]
 
     # --- steps ---------------------------------------------------------------------------
-    def init(self, ctx: StepContext) -> None:
+    def init(self, ctx: DriverContext) -> None:
         cluster, nodes = load(ctx)
         first = _managers(nodes)[0]
         client = ctx.docker(node_info(ctx, cluster, first))
@@ -76,7 +85,7 @@ class SwarmDriver(COEDriver):
                 "version": info.get("ServerVersion"),
             }
 
-    def join(self, ctx: StepContext) -> None:
+    def join(self, ctx: DriverContext) -> None:
         cluster, nodes = load(ctx)
         with ctx.session() as s:
             tokens = dict(ctx.cluster(s).coe_state or {})
@@ -100,7 +109,7 @@ class SwarmDriver(COEDriver):
             done += len(batch)
             ctx.progress(f"step {ctx.step}: {done}/{len(workers)} workers joined")
 
-    def _join_one(self, ctx: StepContext, cluster: ClusterRef, node: NodeRef, token: str, remotes: list[str]) -> None:
+    def _join_one(self, ctx: DriverContext, cluster: ClusterRef, node: NodeRef, token: str, remotes: list[str]) -> None:
         client = ctx.docker(node_info(ctx, cluster, node))
         state = _swarm_state(client).get("LocalNodeState")
         if state in ("active", "pending"):
@@ -121,7 +130,7 @@ class SwarmDriver(COEDriver):
                 return
             raise TemporaryError(f"{node.name} could not join the swarm: {exc.explanation}") from exc
 
-    def wait_ready(self, ctx: StepContext) -> None:
+    def wait_ready(self, ctx: DriverContext) -> None:
         cluster, nodes = load(ctx)
         live = {n.name: n for n in nodes if n.state != "removing"}
         manager = self._a_manager(ctx, cluster, nodes)
@@ -156,7 +165,7 @@ class SwarmDriver(COEDriver):
                 n.health_status = "HEALTHY"
                 n.health_reason = ""
 
-    def _rejoin_stuck(self, ctx: StepContext, cluster: ClusterRef, missing: list[NodeRef], nodes: list[NodeRef]):
+    def _rejoin_stuck(self, ctx: DriverContext, cluster: ClusterRef, missing: list[NodeRef], nodes: list[NodeRef]):
         """A join that failed for good (e.g. the manager too busy to hand out its CA in time) leaves
         the node in 'error' and swarm does not retry it: join such nodes again."""
         with ctx.session() as s:
@@ -185,7 +194,7 @@ class SwarmDriver(COEDriver):
                     except docker.errors.APIError:
                         pass
 
-    def _a_manager(self, ctx: StepContext, cluster: ClusterRef, nodes: list[NodeRef]):
+    def _a_manager(self, ctx: DriverContext, cluster: ClusterRef, nodes: list[NodeRef]):
         errors = []
         for m in _managers([n for n in nodes if n.state != "removing"]):
             try:
@@ -196,7 +205,7 @@ class SwarmDriver(COEDriver):
                 errors.append(f"{m.name}: {exc}")
         raise TemporaryError("no reachable swarm manager" + (f" ({'; '.join(errors)})" if errors else ""))
 
-    def remove_nodes(self, ctx: StepContext, nodes: list[NodeRef]) -> None:
+    def remove_nodes(self, ctx: DriverContext, nodes: list[NodeRef]) -> None:
         cluster, all_nodes = load(ctx)
         manager = self._a_manager(ctx, cluster, all_nodes)
         by_host = {_hostname(sn): sn for sn in manager.api.nodes()}
@@ -227,7 +236,7 @@ class SwarmDriver(COEDriver):
         ctx.parallel(forget, nodes)
 
     @staticmethod
-    def _wait_drained(ctx: StepContext, manager, node_ids: list[str], limit: float = 30.0) -> None:
+    def _wait_drained(ctx: DriverContext, manager, node_ids: list[str], limit: float = 30.0) -> None:
         """Give the swarm a bounded time to move running tasks off draining nodes."""
         end = time.monotonic() + limit
         while node_ids and time.monotonic() < end:

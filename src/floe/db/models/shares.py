@@ -1,21 +1,34 @@
 """Shares (Manila's field names), their access rules and where they are attached.
 
-A share's work is leased as a whole by the storage worker: its own status change
-(creating, extending, shrinking, deleting), its queued access rules and its pending
+A share's work is leased as a whole by the engine (floe.engine.share_work): its own status
+change (creating, extending, shrinking, deleting), its queued access rules and its pending
 attachments are applied together, one share at a time.
 """
 
 from __future__ import annotations
 
+import uuid as uuidlib
 from datetime import datetime
 
 from sqlalchemy import ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from floe.db.base import Base, new_uuid, utcnow
+from floe.db.base import Base, LeaseColumns, new_uuid, utcnow
+
+# Statuses in which a share can be mounted and its rules applied (the API and the engine agree).
+USABLE = ("available", "extending_error", "shrinking_error", "shrinking_possible_data_loss_error")
+# Access types that name a floe cluster (`user` for clients that allow only Manila's types).
+CLUSTER_ACCESS_TYPES = ("floe_cluster", "user")
 
 
-class Share(Base):
+def export_location_id(share_uuid: str, path: str) -> str:
+    """A stable id for one export location of a share (Manila shows one per path)."""
+    return str(uuidlib.uuid5(uuidlib.NAMESPACE_URL, f"floe-share:{share_uuid}:{path}"))
+
+
+class Share(LeaseColumns, Base):
+    """The lease columns come from LeaseColumns; `attempts` counts temporary failures in a row."""
+
     __tablename__ = "shares"
     __table_args__ = (UniqueConstraint("project_id", "name", name="uq_shares_project_name"),)
 
@@ -38,14 +51,10 @@ class Share(Base):
     metadata_: Mapped[dict] = mapped_column("metadata", default=dict)
     export_locations: Mapped[list] = mapped_column(default=list)
     backend_state: Mapped[dict] = mapped_column(default=dict)
-    # Set when the API queues work; the worker clears it when the share has none left.
+    # Set when the API queues work; the engine clears it when the share has none left.
     needs_work: Mapped[bool] = mapped_column(default=True, index=True)
     # Bumped with every queued change; needs_work is cleared only if it did not move meanwhile.
     work_seq: Mapped[int] = mapped_column(default=0)
-    attempts: Mapped[int] = mapped_column(default=0)
-    lease_owner: Mapped[str | None] = mapped_column(String(128), default=None)
-    lease_expires_at: Mapped[datetime | None] = mapped_column(default=None)
-    retry_at: Mapped[datetime | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime | None] = mapped_column(default=None, onupdate=utcnow)
 

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import httpx
 
+from floe.host import commands
 from floe.providers.base import ProviderError
-from floe.providers.local import system
 
 MANIFEST_ACCEPT = ", ".join(
     [
@@ -56,7 +56,7 @@ def _tar_entry(name: str, kind: bytes, mode: int, **extra) -> tarfile.TarInfo:
 
 def _busybox_rootfs(busybox: Path) -> bytes:
     """Uncompressed tar of a rootfs: static busybox, its applet symlinks, passwd, group, /tmp."""
-    applets = system.run([str(busybox), "--list-full"]).stdout.split()
+    applets = commands.run([str(busybox), "--list-full"]).stdout.split()
     directories = {"bin", "dev", "etc", "home", "proc", "root", "sys", "tmp", "usr", "usr/bin", "usr/sbin",
                    "sbin", "var"}
     for applet in applets:
@@ -127,8 +127,8 @@ def build_busybox_layout(dest: Path, busybox: Path) -> Path:
 
 
 def _skopeo_copy(source: str, address: str, dest_path: str) -> None:
-    system.run([
-        system.binary("skopeo"), "--insecure-policy", "copy", "--quiet", "--format", "v2s2",
+    commands.run([
+        commands.binary("skopeo"), "--insecure-policy", "copy", "--quiet", "--format", "v2s2",
         "--dest-tls-verify=false", source, f"docker://{address}/{dest_path}",
     ])
 
@@ -144,7 +144,7 @@ def ensure_busybox(client: httpx.Client, address: str, cache: Path) -> None:
     """Make sure `library/busybox:latest` is in the registry (fast when it is)."""
     if manifest_exists(client, address, BUSYBOX_REPO, BUSYBOX_TAG):
         return
-    layout = build_busybox_layout(cache / "busybox-oci", Path(system.binary("busybox")))
+    layout = build_busybox_layout(cache / "busybox-oci", Path(commands.binary("busybox")))
     _skopeo_copy(f"oci:{_no_colon(layout)}:{BUSYBOX_TAG}", address, f"{BUSYBOX_REPO}:{BUSYBOX_TAG}")
 
 

@@ -23,9 +23,8 @@ from pathlib import Path
 
 import httpx
 
+from floe.host import cgroups, commands, mounts, processes
 from floe.providers.base import NodeSpec, ProviderError
-from floe.providers.local import cgroups, system
-from floe.storage import mounts
 
 TLS_PORT = 2376
 READY_TIMEOUT = 90.0
@@ -148,14 +147,14 @@ def write_files(spec: NodeSpec, paths: NodePaths, cgroup: str) -> None:
     paths.dir.mkdir(parents=True, exist_ok=True)
     os.chmod(paths.dir, 0o700)
     paths.tls_dir.mkdir(mode=0o700, exist_ok=True)
-    system.write_file(paths.tls_dir / "ca.pem", spec.tls.ca_pem)
-    system.write_file(paths.tls_dir / "cert.pem", spec.tls.cert_pem)
-    system.write_file(paths.tls_dir / "key.pem", spec.tls.key_pem, mode=0o600)
-    system.write_file(paths.config, json.dumps(daemon_config(spec, paths, cgroup), indent=2))
+    commands.write_file(paths.tls_dir / "ca.pem", spec.tls.ca_pem)
+    commands.write_file(paths.tls_dir / "cert.pem", spec.tls.cert_pem)
+    commands.write_file(paths.tls_dir / "key.pem", spec.tls.key_pem, mode=0o600)
+    commands.write_file(paths.config, json.dumps(daemon_config(spec, paths, cgroup), indent=2))
     meta = {
         "name": spec.name, "address": spec.address, "tls_url": f"tcp://{spec.address}:{TLS_PORT}", "cgroup": cgroup,
     }
-    system.write_file(paths.meta, json.dumps(meta))
+    commands.write_file(paths.meta, json.dumps(meta))
 
 
 def read_meta(paths: NodePaths) -> dict:
@@ -168,14 +167,14 @@ def read_meta(paths: NodePaths) -> dict:
 
 def is_node_process(pid: int, paths: NodePaths) -> bool:
     """Whether `pid` is this node's unshare process (and not a recycled pid)."""
-    argv = system.cmdline(pid)
+    argv = processes.cmdline(pid)
     return bool(argv) and os.path.basename(argv[0]) == "unshare" and str(paths.config) in argv
 
 
 def live_pid(paths: NodePaths) -> int | None:
     """The pid of the node's running unshare process, from its pidfile, or None."""
-    pid = system.read_pid(paths.pidfile)
-    if pid is not None and system.running(pid) and is_node_process(pid, paths):
+    pid = processes.read_pid(paths.pidfile)
+    if pid is not None and processes.running(pid) and is_node_process(pid, paths):
         return pid
     return None
 
@@ -197,15 +196,15 @@ def launch(
     for m in cgroups.mounts():
         mount_args += [m.fstype, m.target, m.options]
     args = [
-        system.binary("nsenter"), f"--net=/run/netns/{netns_name}", "--",
-        system.binary("unshare"), "--mount", "--uts", "--pid", "--fork", "--mount-proc",
+        commands.binary("nsenter"), f"--net=/run/netns/{netns_name}", "--",
+        commands.binary("unshare"), "--mount", "--uts", "--pid", "--fork", "--mount-proc",
         "--kill-child", "--propagation", "slave", "--",
         "/bin/sh", "-c", NODE_SCRIPT, "floe-node",
         hostname, str(shares_dir or ""), *(str(p) for p in hidden or ("", "")), *cgroup_procs, "--", *mount_args, "--",
-        system.binary("docker-init"), "--", system.binary("dockerd"), "--config-file", str(paths.config),
+        commands.binary("docker-init"), "--", commands.binary("dockerd"), "--config-file", str(paths.config),
     ]
-    proc = system.spawn_detached(args, paths.log, paths.dir)
-    system.write_file(paths.pidfile, f"{proc.pid}\n")
+    proc = processes.spawn_detached(args, paths.log, paths.dir)
+    commands.write_file(paths.pidfile, f"{proc.pid}\n")
     return proc
 
 
@@ -222,14 +221,14 @@ def wait_ready(paths: NodePaths, pid: int, timeout: float = READY_TIMEOUT) -> No
                         return
                 except httpx.HTTPError:
                     pass
-            if not system.running(pid):
+            if not processes.running(pid):
                 raise ProviderError(
-                    f"dockerd of {paths.node} exited during start:\n{system.log_tail(paths.log)}"
+                    f"dockerd of {paths.node} exited during start:\n{commands.log_tail(paths.log)}"
                 )
             if time.monotonic() > deadline:
                 raise ProviderError(
                     f"dockerd of {paths.node} did not answer within {timeout:.0f}s:\n"
-                    f"{system.log_tail(paths.log)}",
+                    f"{commands.log_tail(paths.log)}",
                     temporary=True,
                 )
             time.sleep(POLL_INTERVAL)

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 
+from floe.host import cgroups, commands, firewall, mounts, neighbours, netns, processes
 from floe.providers.base import (
     InfraProvider,
     NetworkSpec,
@@ -29,10 +30,10 @@ from floe.providers.base import (
     NodeSpec,
     ProviderError,
     ProviderWithImageImport,
+    ProviderWithShareMounts,
     RegistryInfo,
 )
-from floe.providers.local import cgroups, firewall, images, naming, netns, node, registry, system
-from floe.storage import mounts
+from floe.providers.local import images, naming, node, registry
 
 if TYPE_CHECKING:
     import docker
@@ -64,14 +65,14 @@ def _kill_nodes(unshare_pids: set[int], inner_pids: set[int]) -> bool:
     then reaps its child and exits by itself, so no zombie is left for the host's init
     to collect. An unshare that lingers is killed too (it ignores SIGTERM, not SIGKILL).
     """
-    system.kill(inner_pids)
+    processes.kill(inner_pids)
     if inner_pids:
-        system.wait_gone(unshare_pids, timeout=2.0)
-    system.kill(p for p in unshare_pids if system.running(p))
-    return system.wait_gone(unshare_pids | inner_pids)
+        processes.wait_gone(unshare_pids, timeout=2.0)
+    processes.kill(p for p in unshare_pids if processes.running(p))
+    return processes.wait_gone(unshare_pids | inner_pids)
 
 
-class LocalProvider(InfraProvider, ProviderWithImageImport):
+class LocalProvider(InfraProvider, ProviderWithImageImport, ProviderWithShareMounts):
     """Nodes as network namespaces with their own dockerd; needs root."""
 
     name = "local"
@@ -154,7 +155,7 @@ class LocalProvider(InfraProvider, ProviderWithImageImport):
             )
         if os.geteuid() != 0:
             raise ProviderError("the local provider must run as root (it creates namespaces and bridges)")
-        missing = [b for b in REQUIRED_BINARIES if system.which(b) is None]
+        missing = [b for b in REQUIRED_BINARIES if commands.which(b) is None]
         if missing:
             raise ProviderError(
                 f"missing programs: {', '.join(missing)} (Debian packages: docker.io, docker-registry, "
@@ -164,7 +165,7 @@ class LocalProvider(InfraProvider, ProviderWithImageImport):
             raise ProviderError("this kernel has no network namespaces")
         if not cgroups.hierarchies():
             raise ProviderError("no cgroup hierarchy is mounted under /sys/fs/cgroup")
-        busybox = Path(system.binary("busybox")).read_bytes()[:4096]
+        busybox = Path(commands.binary("busybox")).read_bytes()[:4096]
         if b"/ld-" in busybox:  # an ELF interpreter path: dynamically linked
             raise ProviderError("busybox is dynamically linked; install busybox-static for the base image")
 
@@ -204,7 +205,7 @@ class LocalProvider(InfraProvider, ProviderWithImageImport):
                 for what in self._remove_legacy_infra():
                     log.info("removed %s (named before infra names depended on the home)", what)
             paths.dir.mkdir(parents=True, exist_ok=True)
-            system.write_file(marker, json.dumps({
+            commands.write_file(marker, json.dumps({
                 "link": naming.infra_link_name(self.home, self.infra_net),
                 "comment": naming.infra_comment(self.home, self.infra_net),
             }) + "\n")
@@ -273,8 +274,8 @@ class LocalProvider(InfraProvider, ProviderWithImageImport):
             if pid is None:
                 # Leftovers of a node that died with its pidfile lost would hold the socket.
                 stale = cgroups.members(cgroup)
-                system.kill(stale)
-                system.wait_gone(stale)
+                processes.kill(stale)
+                processes.wait_gone(stale)
                 if not netns.link_exists(naming.bridge_name(tag)):
                     self.ensure_network(net)
                 self._ensure_neighbour_capacity(tag, spec.cluster_size)
@@ -296,7 +297,7 @@ class LocalProvider(InfraProvider, ProviderWithImageImport):
         )
 
     def _ensure_neighbour_capacity(self, tag: str, cluster_size: int) -> None:
-        """Make the host's ARP table hold every cluster's mesh (see system.ensure_neighbour_capacity)."""
+        """Make the host's ARP table hold every cluster's mesh (see neighbours.ensure_neighbour_capacity)."""
         sizes = {tag: cluster_size}
         if self.nodes_dir.exists():
             for c in self.nodes_dir.iterdir():
@@ -306,7 +307,7 @@ class LocalProvider(InfraProvider, ProviderWithImageImport):
                     continue
                 sizes[c.name] = max(sizes.get(c.name, 0), count)
         # Each node resolves every other node of its cluster, its gateway and the registry.
-        raised = system.ensure_neighbour_capacity(sum(n * (n + 2) for n in sizes.values()) + 256)
+        raised = neighbours.ensure_neighbour_capacity(sum(n * (n + 2) for n in sizes.values()) + 256)
         if raised is not None:
             log.info("raised the host's ARP table limit (net.ipv4.neigh.default.gc_thresh3) to %d", raised)
 
@@ -325,7 +326,7 @@ class LocalProvider(InfraProvider, ProviderWithImageImport):
         return path
 
     def cluster_mount_dir(self, cluster_tag: str) -> Path | None:
-        """The cluster's share directory if its nodes receive mounts made there (see ShareMountHost)."""
+        """The cluster's share directory if its nodes receive mounts made there (see ProviderWithShareMounts)."""
         path = self._mount_dir(naming.check_tag(cluster_tag))
         entries = mounts.mounts_at(path)
         return path if entries and entries[0].shared else None
@@ -429,7 +430,7 @@ class LocalProvider(InfraProvider, ProviderWithImageImport):
         # Only floe's own programs: a user's `tail -f` of a node log must survive.
         named = {
             pid: os.path.basename(argv[0])
-            for pid, argv in system.pids_with_path(f"{cluster_dir}/").items()
+            for pid, argv in processes.pids_with_path(f"{cluster_dir}/").items()
             if os.path.basename(argv[0]) in NODE_PROGRAMS
         }
         unshare = {pid for pid, prog in named.items() if prog == "unshare"}
@@ -488,7 +489,7 @@ class LocalProvider(InfraProvider, ProviderWithImageImport):
             tags.update(d.name for d in self.nodes_dir.iterdir() if naming.TAG_RE.match(d.name) and d.is_dir())
         # Anchored: another home whose path ends like this one's is not this one.
         in_home = re.compile(r"(?:^|=)" + re.escape(f"{self.nodes_dir}/") + r"([0-9a-f]{8})/")
-        for argv in system.pids_with_path(f"{self.nodes_dir}/").values():
+        for argv in processes.pids_with_path(f"{self.nodes_dir}/").values():
             tags.update(m.group(1) for arg in argv if (m := in_home.search(arg)))
         return tags
 

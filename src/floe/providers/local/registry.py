@@ -10,8 +10,8 @@ from pathlib import Path
 
 import httpx
 
+from floe.host import commands, processes
 from floe.providers.base import ProviderError
-from floe.providers.local import system
 
 READY_TIMEOUT = 30.0
 
@@ -61,14 +61,14 @@ def render_config(paths: RegistryPaths, ip: str, port: int) -> str:
 
 def is_registry_process(pid: int, paths: RegistryPaths) -> bool:
     """Whether `pid` is this home's registry (and not a recycled pid)."""
-    argv = system.cmdline(pid)
+    argv = processes.cmdline(pid)
     return bool(argv) and os.path.basename(argv[0]) == "docker-registry" and str(paths.config) in argv
 
 
 def live_pid(paths: RegistryPaths) -> int | None:
     """The pid of the running registry, from its pidfile, or None."""
-    pid = system.read_pid(paths.pidfile)
-    if pid is not None and system.running(pid) and is_registry_process(pid, paths):
+    pid = processes.read_pid(paths.pidfile)
+    if pid is not None and processes.running(pid) and is_registry_process(pid, paths):
         return pid
     return None
 
@@ -84,15 +84,15 @@ def ensure_running(paths: RegistryPaths, ip: str, port: int) -> int:
     if pid is not None and current == text:
         return pid
     if pid is not None:  # running with another address or port: restart it
-        system.kill([pid])
-        system.wait_gone([pid])
+        processes.kill([pid])
+        processes.wait_gone([pid])
     paths.dir.mkdir(parents=True, exist_ok=True)
     paths.data.mkdir(exist_ok=True)
-    system.write_file(paths.config, text)
-    proc = system.spawn_detached(
-        [system.binary("docker-registry"), "serve", str(paths.config)], paths.log, paths.dir
+    commands.write_file(paths.config, text)
+    proc = processes.spawn_detached(
+        [commands.binary("docker-registry"), "serve", str(paths.config)], paths.log, paths.dir
     )
-    system.write_file(paths.pidfile, f"{proc.pid}\n")
+    commands.write_file(paths.pidfile, f"{proc.pid}\n")
     return proc.pid
 
 
@@ -105,11 +105,11 @@ def wait_ready(client: httpx.Client, address: str, pid: int, paths: RegistryPath
                 return
         except httpx.HTTPError:
             pass
-        if not system.running(pid):
-            raise ProviderError(f"docker-registry exited during start:\n{system.log_tail(paths.log)}")
+        if not processes.running(pid):
+            raise ProviderError(f"docker-registry exited during start:\n{commands.log_tail(paths.log)}")
         if time.monotonic() > deadline:
             raise ProviderError(
-                f"docker-registry did not answer on {address}:\n{system.log_tail(paths.log)}", temporary=True
+                f"docker-registry did not answer on {address}:\n{commands.log_tail(paths.log)}", temporary=True
             )
         time.sleep(0.02)
 
@@ -119,7 +119,7 @@ def stop(paths: RegistryPaths) -> list[str]:
     pid = live_pid(paths)
     found = {pid} if pid is not None else set()
     # A registry started without its pidfile being written (crash) is found by its config path.
-    found |= {p for p in system.pids_referring_to(str(paths.config)) if is_registry_process(p, paths)}
-    system.kill(found)
-    system.wait_gone(found)
+    found |= {p for p in processes.pids_referring_to(str(paths.config)) if is_registry_process(p, paths)}
+    processes.kill(found)
+    processes.wait_gone(found)
     return [f"registry process {p}" for p in sorted(found)]

@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from floe.db.models import AddressAllocation
-from floe.services.errors import Conflict
+from floe.errors import Conflict
 
 CLUSTER_NET_PREFIX = 22
 SWARM_POOL_PREFIX = 20

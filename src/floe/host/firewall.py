@@ -9,13 +9,13 @@ from __future__ import annotations
 import shlex
 from collections.abc import Sequence
 
-from floe.providers.local import system
+from floe.host import commands
 
 Rule = tuple[str, list[str]]  # (chain, match and target arguments without the comment)
 
 
 def _iptables(*args: str, check: bool = True):
-    return system.run([system.binary("iptables"), "-w", *args], check=check)
+    return commands.run([commands.binary("iptables"), "-w", *args], check=check)
 
 
 def _spec(rule: Rule, comment: str) -> list[str]:

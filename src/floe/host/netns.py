@@ -12,7 +12,7 @@ from pathlib import Path
 from pyroute2 import IPRoute, netns
 from pyroute2.netlink.exceptions import NetlinkError
 
-from floe.providers.base import ProviderError
+from floe.host.errors import HostError
 
 NETNS_DIR = Path("/run/netns")
 MAIN_TABLE = 254
@@ -59,7 +59,7 @@ def ensure_link(name: str, kind: str, address: str, prefixlen: int) -> None:
             _ignore(errno.EEXIST, ipr.addr, "add", index=idx, address=address, prefixlen=prefixlen)
             ipr.link("set", index=idx, state="up")
     except NetlinkError as exc:
-        raise ProviderError(f"cannot set up {kind} {name} with {address}/{prefixlen}: {exc}") from None
+        raise HostError(f"cannot set up {kind} {name} with {address}/{prefixlen}: {exc}") from None
 
 
 def list_netns() -> list[str]:
@@ -94,7 +94,7 @@ def ensure_node_netns(
         with IPRoute() as ipr, IPRoute(netns=ns) as nsr:
             bridge_idx = ipr.link_lookup(ifname=bridge)
             if not bridge_idx:
-                raise ProviderError(f"bridge {bridge} is missing: ensure the network first")
+                raise HostError(f"bridge {bridge} is missing: ensure the network first")
             host_idx = ipr.link_lookup(ifname=veth)
             eth0 = nsr.link_lookup(ifname="eth0")
             if eth0 and not host_idx:
@@ -103,7 +103,7 @@ def ensure_node_netns(
                 eth0 = []
             if not eth0:
                 if host_idx:
-                    raise ProviderError(
+                    raise HostError(
                         f"host link {veth} exists but is not the peer of {ns}/eth0 (name collision?)"
                     )
                 # The peer is created directly inside the namespace: no half-moved state.
@@ -132,7 +132,7 @@ def ensure_node_netns(
                 if route["dst_len"] == 0 or (route["proto"] == RTPROT_STATIC and key not in wanted):
                     nsr.route("del", dst=f"{key[0]}/{key[1]}", table=MAIN_TABLE)
     except NetlinkError as exc:
-        raise ProviderError(f"cannot set up the network of {ns}: {exc}") from None
+        raise HostError(f"cannot set up the network of {ns}: {exc}") from None
 
 
 def delete_netns(ns: str) -> bool:

@@ -1,4 +1,4 @@
-"""The storage worker on a real database and the real local backend: leases taken over from a dead
+"""Share work on the engine's runner, on a real database and the real local backend: leases taken over from a dead
 server, work queued mid-flight never lost, shares brought back online after a cleanup."""
 
 from __future__ import annotations
@@ -15,11 +15,13 @@ from floe.config import Settings
 from floe.db.base import utcnow
 from floe.db.models import Share
 from floe.db.session import Database
+from floe.engine import share_work
+from floe.engine.runner import Lease
+from floe.engine.share_work.kind import CHANGES
+from floe.host import mounts
 from floe.runtime import Runtime
 from floe.services import identity, shares
-from floe.storage import mounts
 from floe.storage.local import LocalBackend
-from floe.storage.worker import StorageWorker
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="loop devices and mounts need root"),
@@ -54,23 +56,24 @@ def test_a_dead_servers_lease_is_taken_over(setup) -> None:
     with runtime.db.session() as s:
         s.execute(update(Share).where(Share.id == share.id)
                   .values(lease_owner=dead, lease_expires_at=utcnow() + timedelta(minutes=10)))
-    StorageWorker(runtime).run_until_idle()
+    runner, _ = share_work.standalone(runtime)
+    runner.run_until_idle(60)
     assert status(runtime, share.uuid) == "available"
 
 
 def test_a_delete_queued_during_a_create_is_not_lost(setup) -> None:
     runtime, caller = setup
     share = shares.create_share(runtime, caller, shares.ShareSpec(share_proto="LOCALFS", size=1, name="b"))
-    worker = StorageWorker(runtime)
-    snap = worker._load(share.id)
-    assert snap is not None and worker._lease(share.id, None)
-    backend = worker.backends.get("local")
-    worker._change(snap, backend)  # the create finishes…
+    runner, work = share_work.standalone(runtime)
+    assert runner.lease(work, share.id, None)
+    ctx = work.context(share.id, Lease(runner.owner, work.lease_seconds))
+    assert ctx is not None
+    snap = ctx.snap
+    backend = work.backends.get("local")
+    work.run_steps(ctx, CHANGES["creating"])  # the create finishes…
     shares.delete_share(runtime, caller, share.uuid)  # …while a delete arrives
-    from floe.storage.worker import Outcome
-
-    worker._finish(share.id, snap.work_seq, Outcome())  # the create's work is done, not the delete's
-    worker.run_until_idle()
+    work.finish(ctx, snap.work_seq)  # the create's work is done, not the delete's
+    runner.run_until_idle(60)
     assert status(runtime, share.uuid) is None
     assert not backend.image(share.uuid).exists()
 
@@ -78,14 +81,14 @@ def test_a_delete_queued_during_a_create_is_not_lost(setup) -> None:
 def test_reconcile_brings_shares_back_after_a_cleanup(setup) -> None:
     runtime, caller = setup
     share = shares.create_share(runtime, caller, shares.ShareSpec(share_proto="LOCALFS", size=1, name="c"))
-    worker = StorageWorker(runtime)
-    worker.run_until_idle()
-    backend = worker.backends.get("local")
+    runner, work = share_work.standalone(runtime)
+    runner.run_until_idle(60)
+    backend = work.backends.get("local")
     (backend.home(share.uuid) / "kept").write_text("data")
     backend.purge()  # `floe cleanup --all`: offline, data kept
     assert not mounts.is_mount_point(backend.home(share.uuid))
-    worker.reconcile()
-    worker.run_until_idle()
+    work.reconcile()
+    runner.run_until_idle(60)
     assert (backend.home(share.uuid) / "kept").read_text() == "data"
     assert status(runtime, share.uuid) == "available"
 
@@ -96,20 +99,20 @@ def test_a_request_racing_the_workers_own_bump_is_not_lost(setup) -> None:
     the worker's seq, so the worker's finish cleared needs_work and the delete never ran."""
     runtime, caller = setup
     share = shares.create_share(runtime, caller, shares.ShareSpec(share_proto="LOCALFS", size=1, name="d"))
-    worker = StorageWorker(runtime)
-    worker.run_until_idle()
-    from floe.storage.worker import Outcome
+    runner, work = share_work.standalone(runtime)
+    runner.run_until_idle(60)
 
     with runtime.db.session() as api:
         row = shares.find_share(api, caller, share.uuid)  # the request reads the share…
         assert row.work_seq is not None
-        worker.reconcile()  # …the worker re-queues it in its own transaction…
-        snap = worker._load(share.id)
-        assert snap is not None and worker._lease(share.id, None)
+        work.reconcile()  # …the worker re-queues it in its own transaction…
+        ctx = work.context(share.id, Lease(runner.owner, work.lease_seconds))
+        assert ctx is not None and runner.lease(work, share.id, None)
+        snap = ctx.snap
         shares._queue(row)  # …and the request queues its work
         row.status = "deleting"
-    worker._finish(share.id, snap.work_seq, Outcome())  # the worker's pass ends
+    work.finish(ctx, snap.work_seq)  # the worker's pass ends
     with runtime.db.session() as s:
         assert s.scalars(select(Share.needs_work).where(Share.id == share.id)).one() is True
-    worker.run_until_idle()
+    runner.run_until_idle(60)
     assert status(runtime, share.uuid) is None

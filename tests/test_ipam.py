@@ -7,9 +7,9 @@ import threading
 
 import pytest
 
+from floe import ipam
 from floe.db.session import Database
-from floe.services import ipam
-from floe.services.errors import Conflict
+from floe.errors import Conflict
 
 RANGE = ipaddress.ip_network("10.200.0.0/16")
 

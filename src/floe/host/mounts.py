@@ -9,13 +9,13 @@ descend into a mount: `remove_tree` does both.
 from __future__ import annotations
 
 import os
-import subprocess
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+from floe.host import commands
+from floe.host.errors import HostError
 
 
 class MountError(Exception):
@@ -100,16 +100,14 @@ def mounts_under(path: str | Path, include_self: bool = True) -> list[str]:
 
 def run(args: Sequence[str], timeout: float = 60) -> str:
     """Run a mount-related command from an argument list; MountError with its stderr on failure."""
+    argv = [str(a) for a in args]
     try:
-        proc = subprocess.run(
-            list(args), capture_output=True, text=True, timeout=timeout, check=False,
-            env={"PATH": SYSTEM_PATH, "LANG": "C.UTF-8"},
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise MountError(f"{args[0]} failed: {exc}") from None
+        proc = commands.run(argv, check=False, timeout=timeout)
+    except HostError as exc:
+        raise MountError(str(exc)) from None
     if proc.returncode != 0:
         detail = (proc.stderr or proc.stdout).strip()
-        raise MountError(f"{' '.join(str(a) for a in args)} exited {proc.returncode}: {detail}")
+        raise MountError(f"{' '.join(argv)} exited {proc.returncode}: {detail}")
     return proc.stdout
 
 

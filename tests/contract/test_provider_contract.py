@@ -1,0 +1,172 @@
+"""The infra-provider contract (src/floe/providers/base.py): every provider passes these.
+
+A new provider is added to `PROVIDERS` below and must pass the whole suite. `local` runs the
+real thing (namespaces, a bridge, iptables, dockerd; needs root) on 10.171.0.0/16 only, with its
+own home, and purges what it made; `simulated` needs nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from floe import pki
+from floe.providers.base import (
+    InfraProvider,
+    NetworkSpec,
+    NodeInfo,
+    NodeSpec,
+    ProviderError,
+    ProviderWithImageImport,
+    ProviderWithShareMounts,
+    RegistryInfo,
+    TLSMaterial,
+)
+
+INFRA = "10.171.0.0/24"
+SUBNET, GATEWAY = "10.171.1.0/24", "10.171.1.1"
+PROVIDERS = ("simulated", "local")
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def _make(kind: str, home: Path) -> InfraProvider:
+    if kind == "simulated":
+        from floe.providers.simulated import SimulatedProvider
+
+        return SimulatedProvider(home, INFRA)
+    if os.geteuid() != 0:
+        pytest.skip("the local provider needs root (namespaces, bridges, dockerd)")
+    from floe.providers.local import LocalProvider
+
+    prov = LocalProvider(home, INFRA, registry_port=5000)
+    try:
+        prov.check()
+    except ProviderError as exc:
+        pytest.skip(f"the local provider cannot run here: {exc}")
+    return prov
+
+
+@pytest.fixture(scope="module", params=PROVIDERS)
+def provider(request, tmp_path_factory) -> Iterator[InfraProvider]:
+    home = tmp_path_factory.mktemp(f"contract-{request.param}")
+    prov = _make(request.param, home)
+    yield prov
+    for tag in prov.owned_cluster_tags():
+        prov.purge_cluster(tag)
+    purge_all = getattr(prov, "purge_all", None)
+    if purge_all is not None:
+        purge_all(only_this_home=True)
+    close = getattr(prov, "close", None)
+    if close is not None:
+        close()
+    shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def ca() -> tuple[str, str]:
+    return pki.new_ca("floe contract ca")
+
+
+@pytest.fixture(scope="module")
+def registry(provider) -> RegistryInfo:
+    return provider.ensure_registry()
+
+
+def _network(tag: str) -> NetworkSpec:
+    return NetworkSpec(cluster_tag=tag, name="mgmt", subnet=SUBNET, gateway=GATEWAY)
+
+
+def _spec(tag: str, name: str, index: int, ca, registry: RegistryInfo) -> NodeSpec:
+    address = f"10.171.1.{index + 2}"
+    cert, key = pki.issue_server_cert(ca[0], ca[1], name, ips=[address], dns=[name])
+    return NodeSpec(
+        cluster_tag=tag, name=name, address=address, network=_network(tag),
+        docker_pool=f"10.171.{64 + 2 * index}.0/23", tls=TLSMaterial(ca[0], cert, key), registry=registry,
+        labels={"floe.node": name}, cluster_size=1,
+    )
+
+
+@pytest.fixture
+def tag(provider) -> Iterator[str]:
+    """A fresh cluster tag; whatever the test leaves of it is purged."""
+    value = secrets.token_hex(4)
+    yield value
+    provider.purge_cluster(value)
+
+
+def test_the_host_check_and_the_registry_are_idempotent(provider: InfraProvider, registry: RegistryInfo) -> None:
+    provider.check()
+    assert provider.ensure_registry() == registry
+    assert registry.subnet == INFRA
+    assert registry.address.startswith("10.171.0.")
+
+
+def test_a_node_starts_once_and_is_adopted_when_started_again(provider, tag, ca, registry) -> None:
+    net = _network(tag)
+    provider.ensure_network(net)
+    provider.ensure_network(net)  # idempotent
+    spec = _spec(tag, "contract-node-0", 0, ca, registry)
+    first = provider.start_node(spec)
+    assert isinstance(first, NodeInfo) and first.running
+    assert first.name == spec.name and first.address == spec.address
+    again = provider.start_node(spec)  # adopts the running node
+    assert again.running and again.address == first.address and again.pid == first.pid
+    info = provider.node_info(tag, spec.name)
+    assert info is not None and info.running
+    assert tag in provider.owned_cluster_tags()
+
+
+def test_node_info_of_an_unknown_node_is_none(provider, tag) -> None:
+    assert provider.node_info(tag, "no-such-node") is None
+
+
+def test_stopping_and_deleting_are_idempotent_and_leave_nothing(provider, tag, ca, registry) -> None:
+    net = _network(tag)
+    provider.ensure_network(net)
+    spec = _spec(tag, "contract-node-1", 1, ca, registry)
+    provider.start_node(spec)
+    provider.stop_node(tag, spec.name)
+    provider.stop_node(tag, spec.name)  # missing is fine
+    info = provider.node_info(tag, spec.name)
+    assert info is None or not info.running
+    provider.delete_network(net)
+    provider.delete_network(net)  # missing is fine
+    provider.purge_cluster(tag)
+    assert tag not in provider.owned_cluster_tags()
+    assert provider.purge_cluster(tag) == []  # nothing is left to remove
+
+
+def test_purge_removes_a_half_built_cluster(provider, tag, ca, registry) -> None:
+    provider.ensure_network(_network(tag))
+    provider.start_node(_spec(tag, "contract-node-2", 2, ca, registry))
+    removed = provider.purge_cluster(tag)
+    assert removed, "purge names what it removed"
+    assert provider.node_info(tag, "contract-node-2") is None
+    assert tag not in provider.owned_cluster_tags()
+
+
+def test_a_node_on_a_missing_network_is_refused_or_waits(provider, tag, ca, registry) -> None:
+    """Starting a node before its network is a ProviderError (temporary: the engine retries)."""
+    spec = _spec(tag, "contract-node-3", 3, ca, registry)
+    try:
+        info = provider.start_node(spec)
+    except ProviderError as exc:
+        assert exc.temporary or "network" in str(exc) or "bridge" in str(exc)
+    else:  # a provider may create what it needs; then the node must really run
+        assert info.running
+
+
+def test_capabilities_are_declared_by_subclassing(provider) -> None:
+    for mixin in (ProviderWithImageImport, ProviderWithShareMounts):
+        declared = issubclass(type(provider), mixin)
+        for name in mixin.__abstractmethods__:
+            assert callable(getattr(provider, name, None)) or not declared
+    if issubclass(type(provider), ProviderWithShareMounts):
+        assert provider.cluster_mount_dir(secrets.token_hex(4)) is None  # no such cluster
+        assert provider.node_mount_view(secrets.token_hex(4), "x") is None
