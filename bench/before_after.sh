@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The benchmarks a restructuring must hold steady, on two trees in one run: a git revision (before)
-# and this working tree (after), alternating so both see the same machine.
+# and another (after; this working tree if not given), alternating so both see the same machine.
 #
-#   sudo bench/before_after.sh REV [OUTDIR] [ROUNDS]
+#   sudo bench/before_after.sh REV [OUTDIR] [ROUNDS] [AFTER_REV]
 #
 # Runs, per round and tree: bench/create_cluster.py --sizes 2,16,32 (real nodes: root),
 # bench/control_plane.py --sizes 1000 --clusters 1000 (1,000 clusters of 10 nodes, SQLite), and
@@ -12,11 +12,21 @@ set -euo pipefail
 rev=${1:?usage: bench/before_after.sh REV [OUTDIR] [ROUNDS]}
 out=${2:-$(mktemp -d)}
 rounds=${3:-1}
+after_rev=${4:-}
 root=$(cd "$(dirname "$0")/.." && pwd)
 py=$root/.venv/bin/python
 before=$(mktemp -d)
+after=$root
 git -C "$root" worktree add -q --detach "$before" "$rev"
-trap 'git -C "$root" worktree remove --force "$before"' EXIT
+cleanup() {
+    git -C "$root" worktree remove --force "$before"
+    [ "$after" = "$root" ] || git -C "$root" worktree remove --force "$after"
+}
+trap cleanup EXIT
+if [ -n "$after_rev" ]; then
+    after=$(mktemp -d)
+    git -C "$root" worktree add -q --detach "$after" "$after_rev"
+fi
 mkdir -p "$out"
 
 run() {  # tree-label tree bench-label args...
@@ -29,7 +39,7 @@ run() {  # tree-label tree bench-label args...
 
 for r in $(seq 1 "$rounds"); do
     for side in before after; do
-        tree=$root
+        tree=$after
         [ "$side" = before ] && tree=$before
         run "$side" "$tree" "create-$r" bench/create_cluster.py --sizes 2,16,32
         run "$side" "$tree" "control-$r" bench/control_plane.py --sizes 1000 --clusters 1000

@@ -76,6 +76,7 @@ def _default_home() -> Path:
 
 
 PROVIDERS = ("local", "simulated")
+SHARE_TYPES = ("local", "glusterfs", "simulated")
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,9 @@ class Settings:
     # The largest request body the API reads (413 beyond); image uploads have their own bound.
     max_body_bytes: int = 1 << 20
     max_image_bytes: int = 8 << 30
+    # The share types (backends) this server offers, in the order the API lists them; the first
+    # is the default. `simulated` (no root, no mounts) is for testing the share engine at scale.
+    share_types: tuple[str, ...] = ("local", "glusterfs")
 
     @property
     def db_url(self) -> str:
@@ -150,8 +154,14 @@ class Settings:
             values["max_body_bytes"] = int(env["FLOE_MAX_BODY_BYTES"])
         if env.get("FLOE_MAX_IMAGE_BYTES"):
             values["max_image_bytes"] = int(env["FLOE_MAX_IMAGE_BYTES"])
+        if env.get("FLOE_SHARE_TYPES"):
+            values["share_types"] = tuple(n.strip() for n in env["FLOE_SHARE_TYPES"].split(",") if n.strip())
         values.update(overrides)
         settings = cls(**values)
+        unknown = [n for n in settings.share_types if n not in SHARE_TYPES]
+        if unknown or not settings.share_types or len(set(settings.share_types)) != len(settings.share_types):
+            raise ValueError(f"FLOE_SHARE_TYPES {','.join(settings.share_types)!r} is not a list of distinct share "
+                             f"types from: {', '.join(SHARE_TYPES)}")
         if settings.provider not in PROVIDERS:
             raise ValueError(f"FLOE_PROVIDER {settings.provider!r} is unknown: use one of {', '.join(PROVIDERS)}")
         net = settings.network

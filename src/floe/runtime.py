@@ -18,7 +18,7 @@ STORAGE_OWNER = "floe-storage"
 class BackgroundWork(Protocol):
     """What the API and services need of the engine: a hint that work is waiting."""
 
-    def wake(self) -> None: ...
+    def wake(self, kind: str | None = None) -> None: ...
 
 
 @dataclass
@@ -27,19 +27,18 @@ class Runtime:
     db: Database
     provider: InfraProvider | None = None
     engine: Any = None  # the Engine (floe.engine), wired by the composition root; a BackgroundWork
-    extras: dict = field(default_factory=dict)
     _share_backends: Backends | None = field(default=None, repr=False)
 
-    def wake_engine(self) -> None:
-        """Hint the engine that new work is waiting (it also polls)."""
+    def wake_engine(self, kind: str | None = None) -> None:
+        """Hint the engine that new work (of `kind`: "operation", "share") is waiting (it also polls)."""
         if self.engine is not None:
-            self.engine.wake()
+            self.engine.wake(kind)
 
     @property
     def share_backends(self) -> Backends:
         """The share backends of this home, made once per runtime."""
         if self._share_backends is None:
-            self._share_backends = Backends(self.settings.home, self.storage_subnet)
+            self._share_backends = Backends(self.settings.home, self.storage_subnet, self.settings.share_types)
         return self._share_backends
 
     def storage_subnet(self) -> str:

@@ -54,7 +54,7 @@ class Env:
 
     def engine_woken(self) -> bool:
         """Whether the API hinted the engine since the last call (and reset the hint)."""
-        event = self.runtime.engine._wake  # type: ignore[union-attr]
+        event = self.runtime.engine.runner._wake  # type: ignore[union-attr]
         woken = event.is_set()
         event.clear()
         return woken

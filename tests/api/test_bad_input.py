@@ -19,7 +19,7 @@ import httpx
 import pytest
 from sqlalchemy import select, text
 
-from floe.api.routers.shares import MAX_PAGING
+from floe.api.manila.shares import MAX_PAGING
 from floe.db.base import Base
 from floe.providers.base import ProviderWithImageImport
 from floe.services.clusters import MAX_CREATE_TIMEOUT

@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import select
 
 from floe.db.models import Project, Token
+from floe.errors import Conflict, NotAuthorized
 from floe.services import identity
-from floe.services.errors import Conflict, NotAuthorized
 
 from .conftest import Env
 

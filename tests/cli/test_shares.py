@@ -24,11 +24,12 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def worker(live_server: LiveServer) -> Iterator[Runner]:
+    engine = live_server.runtime.engine
     w, _ = share_work.standalone(live_server.runtime, poll=0.1)
     w.start()
     yield w
     w.stop()
-    live_server.runtime.extras.pop("storage_worker", None)
+    live_server.runtime.engine = engine
     LocalBackend(live_server.home / "storage").purge(delete_data=True)
     mounts.unmount_tree(live_server.home)
 

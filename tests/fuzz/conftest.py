@@ -227,6 +227,7 @@ def documents() -> tuple[dict[str, Any], dict[str, Any]]:
     for collection time; test_served_documents checks the server serves the same."""
     from floe.api import openapi
     from floe.api.app import create_app
+    from floe.api.manila import openapi as manila_openapi
     from floe.config import Settings
     from floe.db.session import Database
     from floe.runtime import Runtime
@@ -236,7 +237,7 @@ def documents() -> tuple[dict[str, Any], dict[str, Any]]:
         db = Database(settings.db_url)
         try:
             app = create_app(Runtime(settings=settings, db=db, provider=None, engine=None))
-            return app.openapi(), openapi.manila_document(openapi.manila_app(app))
+            return app.openapi(), manila_openapi.document(openapi.manila_app(app))
         finally:
             db.dispose()
 

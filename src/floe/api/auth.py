@@ -1,16 +1,41 @@
-"""The X-Auth-Token dependency: who the request acts as."""
+"""Who a request acts as: one authentication for every API of floe.
+
+Each API's gate (Magnum's for /v1, Manila's for /v2) authenticates a request before routing
+it or reading its body, as keystonemiddleware does in front of Magnum and Manila: without a
+valid token nothing else is revealed. `authenticate` finds the caller behind X-Auth-Token,
+kept in the app's caches as keystonemiddleware caches Keystone's answers; routes get the
+caller from request.state through the `CallerDep` dependency.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.types import Scope
 
+from floe.api.http import header
 from floe.runtime import Runtime
 from floe.services import identity
 from floe.services.identity import Caller
 
-__all__ = ["Caller", "CallerDep", "RuntimeDep", "get_caller", "get_runtime"]
+__all__ = ["Caller", "CallerDep", "RuntimeDep", "authenticate", "get_caller", "get_runtime"]
+
+
+async def authenticate(scope: Scope) -> Caller:
+    """The caller behind the request's X-Auth-Token, recorded in its state; NotAuthorized (401)
+    if the token is missing or unknown."""
+    app_state: Any = scope["app"].state
+    secret = header(scope, b"x-auth-token")
+    caches = app_state.caches
+    caller = caches.caller(secret) if secret else None
+    if caller is None:
+        version = caches.callers.version()
+        caller = await run_in_threadpool(identity.authenticate, app_state.runtime.db, secret)
+        caches.callers.put(secret, caller, version)
+    scope.setdefault("state", {})["caller"] = caller
+    return caller
 
 
 def get_runtime(request: Request) -> Runtime:
@@ -21,11 +46,8 @@ def get_caller(
     request: Request,
     x_auth_token: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Caller:
-    """The caller behind X-Auth-Token; NotAuthorized (401) if it is missing or unknown.
-
-    The app's middleware authenticates every /v1 request before routing and leaves
-    the caller in request.state; this looks it up again only when it did not run.
-    """
+    """The caller the API's gate authenticated (it runs before every route that needs one);
+    authenticated here only for an app mounted without its gate."""
     caller = getattr(request.state, "caller", None)
     if caller is None:
         caller = identity.authenticate(get_runtime(request).db, x_auth_token)

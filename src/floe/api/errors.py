@@ -1,11 +1,16 @@
-"""Every error in Magnum's shape: {"errors": [{request_id, code, status, title, detail, links}]}.
+"""One error-shaping mechanism for every API floe serves, given each API's error shape.
 
-python-magnumclient reads `title` and `detail` from the first item to build its exceptions.
+Every refusal starts as a request error of floe's one error model (`floe.errors`: a status
+and a message), a request-validation error, or an HTTP error from routing. Each API names
+its `ErrorShape` (Magnum's `{"errors": [...]}`, Manila's `{"itemNotFound": {...}}`) and
+`install_error_handlers` maps all three to it; the app's outermost middleware uses the same
+shapes for refusals it makes before routing (body too large) and for the 500 of last resort.
 """
 
 from __future__ import annotations
 
-from http import HTTPStatus
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -13,39 +18,27 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from floe.services.errors import ServiceError
+from floe.api.http import request_id_of
+from floe.errors import ServiceError
 from floe.services.templates import describe_validation_errors
 
 
-def error_document(status: int, detail: str, request_id: str = "", title: str | None = None, **extra: Any) -> dict:
-    """The body of an error response."""
-    item = {
-        "request_id": request_id,
-        "code": "server" if status >= 500 else "client",
-        "status": status,
-        # Like Magnum, the title carries the message: python-magnumclient and the openstack
-        # CLI show only the title to users.
-        "title": title or (detail.split("\n")[0] if status < 500 and detail else HTTPStatus(status).phrase),
-        "detail": detail,
-        "links": [],
-    }
-    item.update(extra)
-    return {"errors": [item]}
+@dataclass(frozen=True)
+class ErrorShape:
+    """How one API writes an error.
 
+    `document(status, detail, request_id, **extra)` builds the body; `name` and `schema` describe
+    it in the API's OpenAPI document.
+    """
 
-def error_response(
-    status: int,
-    detail: str,
-    request_id: str = "",
-    title: str | None = None,
-    headers: dict[str, str] | None = None,
-    **extra: Any,
-) -> JSONResponse:
-    return JSONResponse(error_document(status, detail, request_id, title, **extra), status_code=status, headers=headers)
+    name: str
+    document: Callable[..., dict[str, Any]]
+    schema: dict[str, Any] = field(hash=False, compare=False)
 
-
-def request_id_of(request: Request) -> str:
-    return getattr(request.state, "request_id", "")
+    def response(self, status: int, detail: str, request_id: str = "",
+                 headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+        return JSONResponse(self.document(status, detail, request_id, **extra), status_code=status,
+                            headers=headers or None)
 
 
 def validation_detail(errors: list[dict[str, Any]]) -> str:
@@ -63,29 +56,32 @@ def validation_detail(errors: list[dict[str, Any]]) -> str:
     return describe_validation_errors(described, skip=("body",))
 
 
-async def _service_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, ServiceError)
-    return error_response(exc.status, exc.detail, request_id_of(request))
-
-
-async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
-    return error_response(400, validation_detail(list(exc.errors())), request_id_of(request))
-
-
-async def _http_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, StarletteHTTPException)
-    status = exc.status_code
+def http_detail(request: Request, exc: StarletteHTTPException) -> str:
+    """What routing's own refusals (no such path, wrong method) say, naming the path."""
     detail = str(exc.detail)
-    if status == 404 and detail == "Not Found":
-        detail = f"The resource could not be found: {request.url.path}"
-    elif status == 405:
-        detail = f"The method {request.method} is not allowed for {request.url.path}"
-    return error_response(status, detail, request_id_of(request), headers=getattr(exc, "headers", None))
+    if exc.status_code == 404 and detail == "Not Found":
+        return f"The resource could not be found: {request.url.path}"
+    if exc.status_code == 405:
+        return f"The method {request.method} is not allowed for {request.url.path}"
+    return detail
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    """Map service errors, validation errors and HTTP errors to Magnum's error shape."""
-    app.add_exception_handler(ServiceError, _service_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(StarletteHTTPException, _http_error)
+def install_error_handlers(app: FastAPI, shape: ErrorShape) -> None:
+    """Answer request errors, validation errors and HTTP errors of `app` in `shape`."""
+
+    async def request_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, ServiceError)
+        return shape.response(exc.status, exc.detail, request_id_of(request))
+
+    async def validation_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        return shape.response(400, validation_detail(list(exc.errors())), request_id_of(request))
+
+    async def http_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        return shape.response(exc.status_code, http_detail(request, exc), request_id_of(request),
+                              headers=getattr(exc, "headers", None))
+
+    app.add_exception_handler(ServiceError, request_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)

@@ -262,8 +262,8 @@ class Engine:
     def stop(self, wait: bool = True) -> None:
         self.runner.stop(wait=wait)
 
-    def wake(self) -> None:
-        self.runner.wake()
+    def wake(self, kind: str | None = None) -> None:
+        self.runner.wake(kind)
 
     def busy(self) -> bool:
         return self.runner.busy()

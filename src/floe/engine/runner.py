@@ -94,6 +94,10 @@ class LeaseKind(abc.ABC):
     def idle(self) -> bool:
         """True when no row of this kind waits for work (run_until_idle)."""
 
+    def hint(self) -> None:
+        """Work of this kind was just queued (`Runner.wake(kind)`): look for it at the next dispatch."""
+        return None
+
     def ended(self, item_id: int) -> None:
         """Called once a worker let go of `item_id` (the row may be due again)."""
         return None
@@ -174,7 +178,11 @@ class Runner:
         if self._pool is not None:
             self._pool.shutdown(wait=wait, cancel_futures=True)
 
-    def wake(self) -> None:
+    def wake(self, kind: str | None = None) -> None:
+        """Dispatch now rather than at the next poll; `kind` names what was queued."""
+        st = self._kinds.get(kind) if kind else None
+        if st is not None:
+            st.kind.hint()
         self._wake.set()
 
     def busy(self, kind: str | None = None) -> bool:

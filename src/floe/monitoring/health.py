@@ -58,7 +58,7 @@ class HealthMonitor:
         for i in range(0, len(changes), WRITE_BATCH):
             healed |= self._write(changes[i:i + WRITE_BATCH])
         if healed:
-            self.runtime.wake_engine()
+            self.runtime.wake_engine("operation")
         return len(changes)
 
     def check_cluster(self, cluster_id: int) -> bool:
@@ -66,7 +66,7 @@ class HealthMonitor:
         snapshots = self._snapshot(cluster_id)
         changes = [c for c in (_change(s, self._ask(s)) for s in snapshots) if c is not None]
         if changes and self._write(changes):
-            self.runtime.wake_engine()
+            self.runtime.wake_engine("operation")
         return bool(changes)
 
     def _snapshot(self, cluster_id: int | None = None) -> list[_Snapshot]:

@@ -269,7 +269,7 @@ def create_cluster(runtime: Runtime, caller: Caller, spec: ClusterSpec) -> Clust
         except IntegrityError:
             raise Conflict(f"A cluster named {name} already exists in this project.") from None
         start_operation(session, cluster, "create")
-    runtime.wake_engine()
+    runtime.wake_engine("operation")
     return cluster
 
 
@@ -329,7 +329,7 @@ def update_cluster(runtime: Runtime, caller: Caller, ident: str, patch: list[dic
         cluster = find_cluster(session, caller, ident)
         check_capacity(runtime, cluster.master_count, node_count)
         start_operation(session, cluster, "update", {"node_count": node_count})
-    runtime.wake_engine()
+    runtime.wake_engine("operation")
     return cluster
 
 
@@ -373,7 +373,7 @@ def resize_cluster(
                     f"to {node_count} removes {max(cluster.node_count - node_count, 0)}"
                 )
         start_operation(session, cluster, "update", {"node_count": node_count, "nodes_to_remove": remove})
-    runtime.wake_engine()
+    runtime.wake_engine("operation")
     return cluster
 
 
@@ -382,7 +382,7 @@ def delete_cluster(runtime: Runtime, caller: Caller, ident: str) -> None:
     with runtime.db.session() as session:
         cluster = find_cluster(session, caller, ident)
         start_operation(session, cluster, "delete")
-    runtime.wake_engine()
+    runtime.wake_engine("operation")
 
 
 # ---------------------------------------------------------------------------

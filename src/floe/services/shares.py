@@ -71,9 +71,7 @@ class ShareSpec:
 
 
 def _wake(runtime: Runtime) -> None:
-    worker = runtime.extras.get("storage_worker")
-    if worker is not None:
-        worker.wake()
+    runtime.wake_engine("share")
 
 
 def _queue(share: Share) -> None:
@@ -89,11 +87,23 @@ def _queue(share: Share) -> None:
 # ---------------------------------------------------------------------------
 # Share types
 
+ShareType = storage.ShareType
 
-def find_type(ident: str | None) -> storage.ShareType:
-    """A share type by name or id; `default` (or nothing) is the local type."""
-    types = storage.share_types()
-    wanted = storage.DEFAULT_TYPE if ident in (None, "", "default") else str(ident)
+
+def share_types(runtime: Runtime) -> list[ShareType]:
+    """The share types this server offers, in the order the API lists them."""
+    return runtime.share_backends.types()
+
+
+def default_type(runtime: Runtime) -> str:
+    """The share type of a share created without one."""
+    return runtime.share_backends.default
+
+
+def find_type(runtime: Runtime, ident: str | None) -> ShareType:
+    """A share type by name or id; `default` (or nothing) is the first type offered (`local`)."""
+    types = share_types(runtime)
+    wanted = default_type(runtime) if ident in (None, "", "default") else str(ident)
     for t in types:
         if wanted in (t.name, t.id):
             return t
@@ -125,7 +135,7 @@ def get_share(db: Database, caller: Caller, ident: str) -> Share:
 
 
 def list_shares(
-    db: Database,
+    runtime: Runtime,
     caller: Caller,
     *,
     name: str | None = None,
@@ -137,14 +147,14 @@ def list_shares(
     """The caller's shares, oldest first, with Manila's simple filters."""
     if limit is not None and limit < 0 or offset < 0:
         raise InvalidInput("limit and offset must be >= 0")
-    with db.session() as session:
+    with runtime.db.session() as session:
         stmt = select(Share).where(Share.project_id == caller.project_id).options(selectinload(Share.access_rules))
         if name is not None:
             stmt = stmt.where(Share.name == name)
         if status is not None:
             stmt = stmt.where(Share.status == status)
         if share_type is not None:
-            stmt = stmt.where(Share.share_type == find_type(share_type).name)
+            stmt = stmt.where(Share.share_type == find_type(runtime, share_type).name)
         stmt = stmt.order_by(Share.id).offset(offset)
         if limit is not None:
             stmt = stmt.limit(limit)
@@ -204,10 +214,10 @@ def create_share(runtime: Runtime, caller: Caller, spec: ShareSpec) -> Share:
     if not proto:
         raise InvalidInput("share_proto is required (LOCALFS for local shares, GLUSTERFS for Gluster).")
     try:
-        stype = find_type(spec.share_type)
+        stype = find_type(runtime, spec.share_type)
     except NotFound as exc:
         raise InvalidInput(exc.detail) from None
-    protocols = {t.info.share_proto for t in storage.share_types()}
+    protocols = {t.info.share_proto for t in share_types(runtime)}
     if proto not in protocols:
         raise InvalidInput(f"Invalid share protocol {spec.share_proto}: floe serves {', '.join(sorted(protocols))}.")
     if proto != stype.info.share_proto:

@@ -1,4 +1,4 @@
-"""Share backends (where shares come from) and the worker that drives them.
+"""Share backends (where shares come from) and the registry of the ones a server offers.
 
 Backends are imported lazily, so a host lacking one backend's programs breaks nothing else.
 """
@@ -15,9 +15,11 @@ from pathlib import Path
 from floe.host import mounts
 from floe.storage.base import ShareBackend, ShareTypeInfo, StorageError
 
-DEFAULT_TYPE = "local"
-# Share types in the order the API lists them.
-BACKEND_NAMES = ("local", "glusterfs")
+# Every share backend floe has; a server offers those its settings name (FLOE_SHARE_TYPES).
+KNOWN = ("local", "glusterfs", "simulated")
+# What a server offers unless told otherwise, in the order the API lists them; the first is
+# the `default` share type.
+OFFERED = ("local", "glusterfs")
 _TYPE_NAMESPACE = uuid.UUID("6f1d0a3e-8d5c-4f0e-9a49-9b1f4f3c7e21")
 
 
@@ -49,10 +51,10 @@ class ShareType:
         return self.info.name
 
 
-def share_types() -> list[ShareType]:
-    """Every share type floe knows (whether or not this host can serve it)."""
+def share_types(names: tuple[str, ...] = OFFERED) -> list[ShareType]:
+    """The share types of backends `names` (whether or not this host can serve them)."""
     out = []
-    for name in BACKEND_NAMES:
+    for name in names:
         try:
             info = _backend_class(name).type_info()
         except (ImportError, KeyError):
@@ -66,21 +68,40 @@ def storage_root(home: Path) -> Path:
 
 
 class Backends:
-    """The backends of one floe home, made on first use, each with the result of its host check.
+    """The backends one floe home offers (`names`, the first is the default share type), made
+    on first use, each with the result of its host check.
 
     `storage_subnet` gives the network (a CIDR) where backends that run storage nodes put
     them; the composition root reserves it in floe's address table.
     """
 
-    def __init__(self, home: Path, storage_subnet: Callable[[], str | None] | None = None):
+    def __init__(self, home: Path, storage_subnet: Callable[[], str | None] | None = None,
+                 names: tuple[str, ...] = OFFERED):
+        unknown = [n for n in names if n not in KNOWN]
+        if unknown or not names:
+            raise ValueError(f"unknown share backends {unknown}: floe has {', '.join(KNOWN)}")
         self.home = Path(home)
         self.storage_subnet = storage_subnet
+        self.names = tuple(names)
+        self._types = share_types(self.names)
         self._made: dict[str, ShareBackend] = {}
         self._problems: dict[str, str] = {}
         self._lock = threading.Lock()
 
+    @property
+    def default(self) -> str:
+        """The share type of a share created without one (Manila's `default`)."""
+        return self.names[0]
+
+    def types(self) -> list[ShareType]:
+        """The share types offered here, in the order the API lists them."""
+        return list(self._types)
+
     def get(self, name: str) -> ShareBackend:
-        """The backend serving share type `name`; StorageError saying why if this host cannot run it."""
+        """The backend serving share type `name`; StorageError saying why if this host cannot run it
+        (or if this server does not offer it)."""
+        if name not in self.names:
+            raise StorageError(f"share type {name} is not offered by this floe (it offers {', '.join(self.names)})")
         with self._lock:
             if name not in self._made and name not in self._problems:
                 try:
@@ -107,7 +128,7 @@ class Backends:
     def all(self) -> dict[str, ShareBackend]:
         """Every backend that can run here."""
         out = {}
-        for name in BACKEND_NAMES:
+        for name in self.names:
             try:
                 out[name] = self.get(name)
             except StorageError:
@@ -121,7 +142,7 @@ def purge_host(home: Path, delete_data: bool = False) -> list[str]:
     root = storage_root(home)
     if not root.exists():
         return removed
-    for name in reversed(BACKEND_NAMES):  # gluster first: its bricks may live under local storage
+    for name in reversed(KNOWN):  # gluster before local: its bricks may live under local storage
         try:
             backend = _backend_class(name)(root)
         except ImportError:

@@ -46,6 +46,9 @@ def register(runner: Runner, runtime) -> ShareWork:
 
 
 def standalone(runtime, poll: float = 1.0) -> tuple[Runner, ShareWork]:
-    """A runner with only share work on it, for tests and tools that run no cluster operations."""
+    """A runner with only share work on it, for tests and tools that run no cluster operations;
+    it becomes the runtime's background work (what services wake)."""
     runner = Runner(runtime.db, poll=poll)
-    return runner, register(runner, runtime)
+    work = register(runner, runtime)
+    runtime.engine = runner
+    return runner, work

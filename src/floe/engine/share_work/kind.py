@@ -77,12 +77,12 @@ class ShareWork(LeaseKind):
         # wake-up of the engine (cluster operations wake it far more often).
         self._wanted = threading.Event()
         self._looked = 0.0
-        # Services wake share work through this name (floe.services.shares._wake).
-        runtime.extras["storage_worker"] = self
+
+    def hint(self) -> None:
+        self._wanted.set()
 
     def wake(self) -> None:
-        self._wanted.set()
-        self.runner.wake()
+        self.runner.wake(self.name)
 
     # --- what is due -----------------------------------------------------------------------
     def due(self, runner: Runner, free: int) -> list[Due]:

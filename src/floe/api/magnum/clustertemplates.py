@@ -7,16 +7,15 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Request, Response
 
 from floe.api.auth import CallerDep, RuntimeDep
-from floe.api.schemas import (
+from floe.api.http import host_url
+from floe.api.magnum.schemas import (
     ClusterTemplateCollection,
     ClusterTemplateCreate,
     ClusterTemplateOut,
     PatchOp,
-    next_link,
     patch_ops,
-    template_out,
 )
-from floe.api.versions import host_url
+from floe.api.magnum.views import next_link, template_out
 from floe.services import templates
 
 router = APIRouter(prefix="/v1/clustertemplates", tags=["clustertemplates"])

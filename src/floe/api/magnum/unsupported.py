@@ -10,8 +10,8 @@ from typing import Any
 from fastapi import APIRouter
 
 from floe.api.auth import CallerDep, RuntimeDep
+from floe.errors import Forbidden, InvalidInput
 from floe.services import clusters
-from floe.services.errors import Forbidden, InvalidInput
 
 router = APIRouter(prefix="/v1", tags=["unsupported"])
 _ADMIN_ONLY: dict[int | str, dict[str, Any]] = {403: {

@@ -8,13 +8,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from floe.api.auth import CallerDep, RuntimeDep
+from floe.api.extensions.views import attachment_out
 from floe.services import shares as svc
 
 router = APIRouter(prefix="/v1/floe", tags=["floe"])
@@ -26,27 +26,6 @@ class AttachRequest(BaseModel):
     share: str = Field(min_length=1, max_length=255, description="Share id or name.")
     path: str | None = Field(default=None, max_length=255, description="/mnt/NAME in every node.")
     read_only: bool = False
-
-
-def _time(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat()
-
-
-def attachment_out(view: svc.AttachmentView) -> dict[str, Any]:
-    a, share, cluster = view.attachment, view.share, view.cluster
-    return {
-        "share_id": share.uuid,
-        "share_name": share.name,
-        "cluster_uuid": cluster.uuid,
-        "cluster_name": cluster.name,
-        "path": f"/mnt/{a.mount_name}",
-        "access_level": "ro" if a.read_only else "rw",
-        "state": a.state,
-        "state_reason": a.state_reason,
-        "nodes": list(a.nodes_verified or []),
-        "created_at": _time(a.created_at),
-        "updated_at": _time(a.updated_at),
-    }
 
 
 @router.get("/clusters/{ident}/shares")

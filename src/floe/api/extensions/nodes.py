@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from floe.api.auth import CallerDep, RuntimeDep
-from floe.api.schemas import NodeList, node_out
+from floe.api.extensions.views import NodeList, node_out
 from floe.services import clusters
 
 router = APIRouter(prefix="/v1/floe", tags=["floe"])

@@ -6,6 +6,9 @@ import re
 
 from fastapi import APIRouter, Request
 
+from floe.api.http import host_url, link
+from floe.api.microversions import VersionError, fmt
+
 SERVICE = "container-infra"
 HEADER = "OpenStack-API-Version"
 MIN_HEADER = "OpenStack-API-Minimum-Version"
@@ -13,19 +16,6 @@ MAX_HEADER = "OpenStack-API-Maximum-Version"
 MIN_VERSION = (1, 1)
 # Magnum's newest microversion (1.11: bay and baymodel removed).
 MAX_VERSION = (1, 11)
-
-
-def fmt(version: tuple[int, int]) -> str:
-    return f"{version[0]}.{version[1]}"
-
-
-class VersionError(Exception):
-    """A version header that is malformed (400) or asks for what floe lacks (406)."""
-
-    def __init__(self, status: int, detail: str):
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
 
 
 def parse_version(header: str | None) -> tuple[int, int]:
@@ -51,21 +41,22 @@ def parse_version(header: str | None) -> tuple[int, int]:
         m = re.fullmatch(r"([0-9]+)\.([0-9]+)", value)
         if not m:
             raise VersionError(400, f"Invalid value {value!r} for {HEADER} header: expected <major>.<minor>")
-        if any(len(part) > 9 for part in m.groups()):  # beyond every version, and int() may refuse it
-            raise VersionError(
-                406,
-                f"Version {value} was requested but is not supported by this service. "
-                f"The supported version range is: [{SERVICE} {fmt(MIN_VERSION)}, {SERVICE} {fmt(MAX_VERSION)}].",
-            )
-        version = (int(m.group(1)), int(m.group(2)))
-        if not MIN_VERSION <= version <= MAX_VERSION:
-            raise VersionError(
-                406,
-                f"Version {fmt(version)} was requested but is not supported by this service. "
-                f"The supported version range is: [{SERVICE} {fmt(MIN_VERSION)}, {SERVICE} {fmt(MAX_VERSION)}].",
-            )
+        # Past 9 digits a part is beyond every version (and int() may refuse it).
+        too_long = any(len(part) > 9 for part in m.groups())
+        if too_long or not MIN_VERSION <= (version := (int(m.group(1)), int(m.group(2)))) <= MAX_VERSION:
+            raise _unsupported(value if too_long else fmt(version))
         return version
     return MIN_VERSION
+
+
+def _unsupported(requested: str) -> VersionError:
+    """406, as Magnum's HTTPNotAcceptableAPIVersion (with the range in the error item too)."""
+    return VersionError(
+        406,
+        f"Version {requested} was requested but is not supported by this service. "
+        f"The supported version range is: [{SERVICE} {fmt(MIN_VERSION)}, {SERVICE} {fmt(MAX_VERSION)}].",
+        max_version=fmt(MAX_VERSION), min_version=fmt(MIN_VERSION),
+    )
 
 
 def version_headers(version: tuple[int, int]) -> dict[str, str]:
@@ -81,18 +72,6 @@ def version_headers(version: tuple[int, int]) -> dict[str, str]:
 def request_version(request: Request) -> tuple[int, int]:
     """The microversion negotiated for this request (set by the app's middleware)."""
     return getattr(request.state, "api_version", MIN_VERSION)
-
-
-def host_url(request: Request) -> str:
-    """scheme://host[:port][root_path], as Magnum's pecan.request.host_url."""
-    return str(request.base_url).rstrip("/")
-
-
-def link(rel: str, href: str, type_: str | None = None) -> dict[str, str]:
-    out = {"href": href, "rel": rel}
-    if type_:
-        out["type"] = type_
-    return out
 
 
 def resource_links(base: str, collection: str, ident: str) -> list[dict[str, str]]:
@@ -143,8 +122,3 @@ def v1(request: Request) -> dict:
     for name in ("clustertemplates", "clusters", "certificates", "mservices"):
         doc[name] = _collection_links(base, name)
     return doc
-
-
-def manila_version(request: Request) -> tuple[int, int]:
-    """The Manila microversion the /v2 middleware negotiated for this request (2.0 by default)."""
-    return getattr(request.state, "manila_version", (2, 0))

@@ -5,8 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from floe.api.auth import CallerDep, RuntimeDep
-from floe.api.schemas import CertificateOut, CertificateRequest
-from floe.api.versions import host_url, resource_links
+from floe.api.http import host_url
+from floe.api.magnum.schemas import CertificateOut, CertificateRequest
+from floe.api.magnum.versions import resource_links
 from floe.services import clusters
 
 router = APIRouter(prefix="/v1/certificates", tags=["certificates"])

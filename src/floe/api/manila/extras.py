@@ -11,8 +11,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body
 
 from floe.api.auth import CallerDep, RuntimeDep
+from floe.errors import Forbidden, InvalidInput, NotFound
 from floe.services import shares as svc
-from floe.services.errors import Forbidden, InvalidInput, NotFound
 
 router = APIRouter(tags=["shares"])
 _ADMIN_ONLY: dict[int | str, dict[str, Any]] = {403: {
@@ -51,9 +51,9 @@ def show_snapshot(caller: CallerDep, ident: str) -> dict[str, Any]:
 
 
 @router.post("/snapshots", status_code=202)
-def create_snapshot(caller: CallerDep, body: Annotated[Any, Body()] = None) -> dict[str, Any]:
+def create_snapshot(runtime: RuntimeDep, caller: CallerDep, body: Annotated[Any, Body()] = None) -> dict[str, Any]:
     """Refused whatever the share: Manila's answer for a type with snapshot_support False."""
-    types = ", ".join(t.name for t in svc.share_types())
+    types = ", ".join(t.name for t in svc.share_types(runtime))
     raise InvalidInput(
         f"Snapshots are not supported by any floe share type ({types}: snapshot_support is False). "
         "Copy the share's data to another share instead."
@@ -63,12 +63,12 @@ def create_snapshot(caller: CallerDep, body: Annotated[Any, Body()] = None) -> d
 # -- scheduler pools ---------------------------------------------------------------------
 
 
-def _pools(caller, detail: bool) -> dict[str, Any]:
+def _pools(runtime, caller, detail: bool) -> dict[str, Any]:
     if not caller.is_admin:
         raise Forbidden("Only an admin may list the scheduler's pools.")
     host = socket.gethostname()
     out = []
-    for t in svc.share_types():
+    for t in svc.share_types(runtime):
         # Manila's pool name is host@backend#pool; a floe backend is one pool named after its type.
         pool: dict[str, Any] = {"name": f"{host}@{t.name}#{t.name}", "host": host, "backend": t.name,
                                 "pool": t.name}
@@ -86,13 +86,13 @@ def _pools(caller, detail: bool) -> dict[str, Any]:
 
 
 @router.get("/scheduler-stats/pools", responses=_ADMIN_ONLY)
-def list_pools(caller: CallerDep) -> dict[str, Any]:
-    return _pools(caller, detail=False)
+def list_pools(runtime: RuntimeDep, caller: CallerDep) -> dict[str, Any]:
+    return _pools(runtime, caller, detail=False)
 
 
 @router.get("/scheduler-stats/pools/detail", responses=_ADMIN_ONLY)
-def list_pools_detail(caller: CallerDep) -> dict[str, Any]:
-    return _pools(caller, detail=True)
+def list_pools_detail(runtime: RuntimeDep, caller: CallerDep) -> dict[str, Any]:
+    return _pools(runtime, caller, detail=True)
 
 
 # -- share metadata (read; set at create time) ---------------------------------------------

@@ -8,7 +8,8 @@ from fastapi import APIRouter, Body, Request, Response
 from pydantic import BaseModel
 
 from floe.api.auth import CallerDep, RuntimeDep
-from floe.api.schemas import (
+from floe.api.http import host_url
+from floe.api.magnum.schemas import (
     ClusterCollection,
     ClusterCreate,
     ClusterDetailCollection,
@@ -16,12 +17,9 @@ from floe.api.schemas import (
     PatchOp,
     ResizeRequest,
     UUIDResponse,
-    cluster_out,
-    cluster_summary,
-    next_link,
     patch_ops,
 )
-from floe.api.versions import host_url
+from floe.api.magnum.views import cluster_out, cluster_summary, next_link
 from floe.services import clusters
 
 router = APIRouter(prefix="/v1/clusters", tags=["clusters"])

@@ -13,8 +13,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from floe.api.auth import CallerDep, RuntimeDep
+from floe.errors import Forbidden, InvalidInput
 from floe.services import images, maintenance
-from floe.services.errors import Forbidden, InvalidInput
 
 router = APIRouter(prefix="/v1/floe", tags=["floe"])
 
