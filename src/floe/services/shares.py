@@ -1,7 +1,7 @@
 """Shares, access rules and attachments: validate, record and queue (no HTTP, no backend calls).
 
 Every change only records intent (a status, a rule state, an attachment state) and
-marks the share as needing work in the same transaction; the storage worker applies
+marks the share as needing work in the same transaction; the engine's share work applies
 it. Requests that cannot succeed are refused here, before anything is recorded.
 """
 
@@ -75,7 +75,7 @@ def _wake(runtime: Runtime) -> None:
 
 
 def _queue(share: Share) -> None:
-    """Mark the share as having work; the worker clears it only if nothing was queued meanwhile."""
+    """Mark the share as having work; share work clears it only if nothing was queued meanwhile."""
     share.needs_work = True
     # Incremented by the UPDATE itself: a value read earlier may be stale (the worker bumps it
     # too), and writing back stale+1 could equal the seq the worker holds, which would then

@@ -2,7 +2,7 @@
 
 A backend turns a share record into storage on the host and mounts it where it is asked
 to. Every call is idempotent (called again after a crash it finishes the work or finds
-it done) and backends know nothing of the database: the storage worker hands them a
+it done) and backends know nothing of the database: the engine's share work hands them a
 `ShareRef` and records what they return. Features a backend lacks are declared in
 `capabilities`, so a request for them is refused before anything is queued.
 """

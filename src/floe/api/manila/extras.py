@@ -11,6 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body
 
 from floe.api.auth import CallerDep, RuntimeDep
+from floe.api.manila import views
 from floe.errors import Forbidden, InvalidInput, NotFound
 from floe.services import shares as svc
 
@@ -67,22 +68,7 @@ def _pools(runtime, caller, detail: bool) -> dict[str, Any]:
     if not caller.is_admin:
         raise Forbidden("Only an admin may list the scheduler's pools.")
     host = socket.gethostname()
-    out = []
-    for t in svc.share_types(runtime):
-        # Manila's pool name is host@backend#pool; a floe backend is one pool named after its type.
-        pool: dict[str, Any] = {"name": f"{host}@{t.name}#{t.name}", "host": host, "backend": t.name,
-                                "pool": t.name}
-        if detail:
-            pool["capabilities"] = {
-                "pool_name": t.name, "share_backend_name": t.name, "storage_protocol": t.info.share_proto,
-                "driver_handles_share_servers": False, "snapshot_support": False,
-                "create_share_from_snapshot_support": False, "revert_to_snapshot_support": False,
-                "mount_snapshot_support": False,
-                # Space is the host's, checked when a share is made: Manila's word for not reported.
-                "total_capacity_gb": "unknown", "free_capacity_gb": "unknown",
-            }
-        out.append(pool)
-    return {"pools": out}
+    return {"pools": [views.pool_view(t, host, detail) for t in svc.share_types(runtime)]}
 
 
 @router.get("/scheduler-stats/pools", responses=_ADMIN_ONLY)

@@ -6,7 +6,6 @@ microversion-dependent fields follow the negotiated version where clients care.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Request, Response
@@ -20,7 +19,6 @@ from floe.services.templates import ascii_int
 
 router = APIRouter(tags=["shares"])
 
-_EPOCH = datetime(2026, 1, 1)
 MAX_PAGING = 2**31 - 1  # limit and offset: SQLite's integers end at 2**63
 
 
@@ -216,28 +214,17 @@ def type_extra_specs(runtime: RuntimeDep, caller: CallerDep, ident: str) -> dict
 @router.get("/limits")
 def limits(runtime: RuntimeDep, caller: CallerDep) -> dict[str, Any]:
     """The project's absolute limits and what it uses."""
-    quota = svc.Quota.from_env()
     gigs, count = svc.usage(runtime.db, caller)
-    return {"limits": {"rate": [], "absolute": {
-        "maxTotalShares": quota.shares, "maxTotalShareGigabytes": quota.gigabytes,
-        "totalSharesUsed": count, "totalShareGigabytesUsed": gigs,
-        "maxTotalShareSnapshots": 0, "maxTotalSnapshotGigabytes": 0, "totalShareSnapshotsUsed": 0,
-        "totalSnapshotGigabytesUsed": 0, "maxTotalShareNetworks": 0, "totalShareNetworksUsed": 0,
-    }}}
+    return {"limits": views.limits_view(svc.Quota.from_env(), gigs, count)}
 
 
 @router.get("/quota-sets/{project_id}")
 def quota_set(runtime: RuntimeDep, caller: CallerDep, project_id: str) -> dict[str, Any]:
     if project_id != caller.project_id and not caller.is_admin:
         raise Forbidden("Only an admin may see another project's quotas.")
-    quota = svc.Quota.from_env()
-    return {"quota_set": {"id": project_id, "shares": quota.shares, "gigabytes": quota.gigabytes,
-                          "snapshots": 0, "snapshot_gigabytes": 0, "share_networks": 0}}
+    return {"quota_set": views.quota_set_view(project_id, svc.Quota.from_env())}
 
 
 @router.get("/availability-zones")
 def availability_zones(caller: CallerDep) -> dict[str, Any]:
-    return {"availability_zones": [
-        {"id": views.AVAILABILITY_ZONE_ID, "name": views.AVAILABILITY_ZONE, "created_at": views.time_view(_EPOCH),
-         "updated_at": None}
-    ]}
+    return {"availability_zones": [views.AVAILABILITY_ZONE_VIEW]}

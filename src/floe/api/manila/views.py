@@ -15,6 +15,8 @@ from floe.services import shares as svc
 
 AVAILABILITY_ZONE = "floe"
 AVAILABILITY_ZONE_ID = "8d1c1c1e-6a3c-5a7e-9b0e-0f1c9e3d2a10"
+AVAILABILITY_ZONE_VIEW = {"id": AVAILABILITY_ZONE_ID, "name": AVAILABILITY_ZONE,
+                          "created_at": "2026-01-01T00:00:00.000000", "updated_at": None}
 
 
 def time_view(value: datetime | None) -> str | None:
@@ -130,3 +132,33 @@ def location_view(share: Share, loc: dict, admin: bool) -> dict[str, Any]:
         out["share_instance_id"] = share.uuid
         out["is_admin_only"] = loc.get("is_admin_only", False)
     return out
+
+
+def limits_view(quota: svc.Quota, gigabytes_used: int, shares_used: int) -> dict[str, Any]:
+    """Manila's absolute limits: the project's quota and what it uses (no snapshots, no networks)."""
+    return {"rate": [], "absolute": {
+        "maxTotalShares": quota.shares, "maxTotalShareGigabytes": quota.gigabytes,
+        "totalSharesUsed": shares_used, "totalShareGigabytesUsed": gigabytes_used,
+        "maxTotalShareSnapshots": 0, "maxTotalSnapshotGigabytes": 0, "totalShareSnapshotsUsed": 0,
+        "totalSnapshotGigabytesUsed": 0, "maxTotalShareNetworks": 0, "totalShareNetworksUsed": 0,
+    }}
+
+
+def quota_set_view(project_id: str, quota: svc.Quota) -> dict[str, Any]:
+    return {"id": project_id, "shares": quota.shares, "gigabytes": quota.gigabytes,
+            "snapshots": 0, "snapshot_gigabytes": 0, "share_networks": 0}
+
+
+def pool_view(t: svc.ShareType, host: str, detail: bool) -> dict[str, Any]:
+    """Manila's pool `host@backend#pool`: a floe backend is one pool named after its type."""
+    pool: dict[str, Any] = {"name": f"{host}@{t.name}#{t.name}", "host": host, "backend": t.name, "pool": t.name}
+    if detail:
+        pool["capabilities"] = {
+            "pool_name": t.name, "share_backend_name": t.name, "storage_protocol": t.info.share_proto,
+            "driver_handles_share_servers": False, "snapshot_support": False,
+            "create_share_from_snapshot_support": False, "revert_to_snapshot_support": False,
+            "mount_snapshot_support": False,
+            # Space is the host's, checked when a share is made: Manila's word for not reported.
+            "total_capacity_gb": "unknown", "free_capacity_gb": "unknown",
+        }
+    return pool
