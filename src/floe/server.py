@@ -71,7 +71,10 @@ def serve(settings: Settings | None = None) -> None:
     from floe.services.identity import bootstrap_admin
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = settings or Settings.from_env()
+    try:
+        settings = settings or Settings.from_env()
+    except ValueError as exc:  # a FLOE_* variable out of its range: say which, and stop
+        sys.exit(f"error: {exc}")
     if os.geteuid() != 0 and settings.provider == "local":
         sys.exit("error: floe server needs root: it creates network namespaces, bridges, iptables rules "
                  "and mounts, and starts a dockerd per node (run it with sudo)")

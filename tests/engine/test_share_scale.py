@@ -68,6 +68,9 @@ def test_hundreds_of_shares_through_every_operation(sim) -> None:
         share_proto="LOCALFS", size=1, name=f"s{i:03d}")).uuid for i in range(COUNT)]
     wait_until(sim, lambda s: settled(s) and by_status(s) == {"available": COUNT}, "create")
     assert sorted(p.name for p in backend_root.iterdir()) == sorted(ids)
+    page = shares.list_shares(sim.runtime, sim.caller, share_type="simulated", status="available", limit=10, offset=5)
+    assert [s.name for s in page] == [f"s{i:03d}" for i in range(5, 15)]
+    assert shares.usage(sim.db, sim.caller) == (COUNT, COUNT)
 
     # Half grow to 3 GiB, half grow to 2 and shrink back to 1, each with an access rule queued
     # in the same breath: every request is applied, none lost to another one's pass.
@@ -75,6 +78,7 @@ def test_hundreds_of_shares_through_every_operation(sim) -> None:
         shares.extend_share(sim.runtime, sim.caller, ident, 3 if i % 2 else 2)
         shares.allow_access(sim.runtime, sim.caller, ident, "floe_cluster", f"c{i % 8}", "rw", None)
     wait_until(sim, lambda s: settled(s) and by_status(s) == {"available": COUNT}, "extend")
+    assert shares.usage(sim.db, sim.caller) == (COUNT // 2 * 3 + COUNT // 2 * 2, COUNT)
     for ident in ids[::2]:
         shares.shrink_share(sim.runtime, sim.caller, ident, 1)
     # And a second rule on each, withdrawn again from every other share.

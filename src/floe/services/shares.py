@@ -13,7 +13,7 @@ import uuid as uuidlib
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
@@ -168,7 +168,9 @@ def usage(db: Database, caller: Caller) -> tuple[int, int]:
 
 
 def _usage(session: Session, project_id: str) -> tuple[int, int]:
-    size = func.max(Share.size, func.coalesce(Share.target_size, 0))
+    # The larger of the size and a pending extend's target: CASE, as SQLite's two-argument
+    # max() is PostgreSQL's greatest() and neither speaks the other's.
+    size = case((func.coalesce(Share.target_size, 0) > Share.size, Share.target_size), else_=Share.size)
     gigs, count = session.execute(
         select(func.coalesce(func.sum(size), 0), func.count(Share.id)).where(Share.project_id == project_id)
     ).one()
