@@ -76,7 +76,10 @@ def _default_home() -> Path:
 
 
 PROVIDERS = ("local", "simulated")
+# Every share backend floe has, and those a server offers unless FLOE_SHARE_TYPES says
+# otherwise (in the order the API lists them; the first is the `default` share type).
 SHARE_TYPES = ("local", "glusterfs", "simulated")
+DEFAULT_SHARE_TYPES = ("local", "glusterfs")
 
 
 @dataclass(frozen=True)
@@ -104,7 +107,7 @@ class Settings:
     max_image_bytes: int = 8 << 30
     # The share types (backends) this server offers, in the order the API lists them; the first
     # is the default. `simulated` (no root, no mounts) is for testing the share engine at scale.
-    share_types: tuple[str, ...] = ("local", "glusterfs")
+    share_types: tuple[str, ...] = DEFAULT_SHARE_TYPES
 
     @property
     def db_url(self) -> str:

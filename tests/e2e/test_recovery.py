@@ -84,6 +84,26 @@ def wait_for(predicate, timeout: float, what: str):
     raise AssertionError(f"timed out waiting for {what}: {last}")
 
 
+# What a swarm manager answers to a write while its managers elect a new raft leader (the
+# dead one may have led: an election takes ~12 s here, see shared notes).
+_NO_LEADER = ("context deadline exceeded", "does not have a leader", "rpc error: code = Unavailable")
+
+
+def write_while_raft_elects(env, *args: str, timeout: float = 60) -> None:
+    """`docker *args`, retried while the swarm has no leader, as a user would retry it."""
+    end = time.monotonic() + timeout
+    while True:
+        try:
+            docker(env, *args)
+            return
+        except AssertionError as exc:
+            if "already exists" in str(exc):
+                return  # an attempt that timed out went through once the leader was elected
+            if time.monotonic() > end or not any(s in str(exc) for s in _NO_LEADER):
+                raise
+        time.sleep(1)
+
+
 def running_tasks(env, service: str) -> int:
     out = docker(env, "service", "ps", service, "--filter", "desired-state=running", "--format", "{{.CurrentState}}",
                  check=False)
@@ -145,8 +165,8 @@ def test_a_dead_manager_leaves_a_working_cluster(server: FloeServer, template: s
     kill_all(f"/nodes/{tag}/dm-master-0/")
     # The other managers keep the raft quorum: the cluster still answers and schedules.
     env["DOCKER_HOST"] = f"tcp://{c['master_addresses'][1]}:2376"
-    docker(env, "service", "create", "--detach", "--name", "after", "--replicas", "2", "--endpoint-mode", "dnsrr",
-           "busybox", "sleep", "3600")
+    write_while_raft_elects(env, "service", "create", "--detach", "--name", "after", "--replicas", "2",
+                            "--endpoint-mode", "dnsrr", "busybox", "sleep", "3600")
     wait_for(lambda: running_tasks(env, "after") == 2, 60, "2 replicas with a manager down")
     # floe names the dead manager within 15 s (no auto-healing label: it stays down).
     health = wait_for(lambda: (h := server.cluster("dm"))["health_status"] == "UNHEALTHY" and h, 15,

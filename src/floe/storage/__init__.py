@@ -12,14 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from floe.config import DEFAULT_SHARE_TYPES, SHARE_TYPES
 from floe.host import mounts
 from floe.storage.base import ShareBackend, ShareTypeInfo, StorageError
 
-# Every share backend floe has; a server offers those its settings name (FLOE_SHARE_TYPES).
-KNOWN = ("local", "glusterfs", "simulated")
-# What a server offers unless told otherwise, in the order the API lists them; the first is
-# the `default` share type.
-OFFERED = ("local", "glusterfs")
 _TYPE_NAMESPACE = uuid.UUID("6f1d0a3e-8d5c-4f0e-9a49-9b1f4f3c7e21")
 
 
@@ -51,7 +47,7 @@ class ShareType:
         return self.info.name
 
 
-def share_types(names: tuple[str, ...] = OFFERED) -> list[ShareType]:
+def share_types(names: tuple[str, ...]) -> list[ShareType]:
     """The share types of backends `names` (whether or not this host can serve them)."""
     out = []
     for name in names:
@@ -76,10 +72,10 @@ class Backends:
     """
 
     def __init__(self, home: Path, storage_subnet: Callable[[], str | None] | None = None,
-                 names: tuple[str, ...] = OFFERED):
-        unknown = [n for n in names if n not in KNOWN]
+                 names: tuple[str, ...] = DEFAULT_SHARE_TYPES):
+        unknown = [n for n in names if n not in SHARE_TYPES]
         if unknown or not names:
-            raise ValueError(f"unknown share backends {unknown}: floe has {', '.join(KNOWN)}")
+            raise ValueError(f"unknown share backends {unknown}: floe has {', '.join(SHARE_TYPES)}")
         self.home = Path(home)
         self.storage_subnet = storage_subnet
         self.names = tuple(names)
@@ -125,16 +121,6 @@ class Backends:
             return cls(storage_root(self.home), subnet=self.storage_subnet() if self.storage_subnet else None)
         return cls(storage_root(self.home))
 
-    def all(self) -> dict[str, ShareBackend]:
-        """Every backend that can run here."""
-        out = {}
-        for name in self.names:
-            try:
-                out[name] = self.get(name)
-            except StorageError:
-                continue
-        return out
-
 
 def purge_host(home: Path, delete_data: bool = False) -> list[str]:
     """Take every share of this home offline on the host (`floe cleanup --all`); data stays unless asked."""
@@ -142,7 +128,7 @@ def purge_host(home: Path, delete_data: bool = False) -> list[str]:
     root = storage_root(home)
     if not root.exists():
         return removed
-    for name in reversed(KNOWN):  # gluster before local: its bricks may live under local storage
+    for name in reversed(SHARE_TYPES):  # gluster before local: its bricks may live under local storage
         try:
             backend = _backend_class(name)(root)
         except ImportError:
