@@ -8,7 +8,7 @@ APT_PACKAGES := curl docker.io docker-registry busybox-static skopeo iproute2 ip
 # Only for the benchmarks (make bench-scale): wrk loads the API.
 BENCH_APT_PACKAGES := wrk
 
-.PHONY: install apt venv demo demo-clean test bench bench-scale lint
+.PHONY: install apt venv ansible-venv demo demo-clean test bench bench-scale lint
 
 install: apt venv
 
@@ -23,6 +23,16 @@ venv:
 	@test -x $(PY) || python3 -m venv $(VENV)
 	@$(PY) -m pip install -q --upgrade pip >/dev/null
 	@$(PY) -m pip install -q -e '.[test,postgres]'
+	@$(MAKE) --no-print-directory ansible-venv
+
+# Ansible with its openstack.cloud collection, in a venv of its own as Ansible users keep it:
+# the collection the `ansible` package ships (2.5) needs an openstacksdk older than 4.15, and
+# the openstack CLI in .venv needs 4.21 or newer. tests/api/test_ansible.py drives it.
+ANSIBLE_VENV ?= .venv-ansible
+ansible-venv:
+	@test -x $(ANSIBLE_VENV)/bin/ansible-playbook || { python3 -m venv $(ANSIBLE_VENV) && \
+	  $(ANSIBLE_VENV)/bin/pip install -q --upgrade pip >/dev/null && \
+	  $(ANSIBLE_VENV)/bin/pip install -q 'ansible>=11,<13' 'openstacksdk>=4.6,<4.15'; }
 
 demo: install
 	@bash scripts/demo.sh

@@ -11,9 +11,12 @@ other and each for --seconds:
 and the same three against a minimal ASGI app that returns the very same bytes (captured from
 floe), run by uvicorn with the same settings as `floe server` (one process, access log on).
 Requests/s and p99 latency for each; floe should reach at least half the minimal app.
+floe is called with a Keystone token (`--auth keystone`, the default: the admin user signs in
+with its password through POST /identity/v3/auth/tokens, as every OpenStack client does), or
+with the admin API token (`--auth admin-token`).
 
     .venv/bin/python bench/api_load.py [--clusters 1000] [--seconds 10] [--connections 16] [--rounds 2]
-        [--database-url postgresql+psycopg://…/postgres]
+        [--database-url postgresql+psycopg://…/postgres] [--auth keystone|admin-token]
 Needs wrk (Debian package `wrk`; `make bench-scale` installs it). Only 127.0.0.1 is loaded.
 """
 
@@ -103,6 +106,8 @@ def main() -> None:
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--rounds", type=int, default=2, help="alternating rounds per endpoint; the best counts")
     ap.add_argument("--database-url", default="", help="a PostgreSQL server URL (default: SQLite)")
+    ap.add_argument("--auth", choices=("keystone", "admin-token"), default="keystone",
+                    help="the token floe is loaded with (default: a Keystone password token)")
     args = ap.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: apt-get install wrk (or make bench-scale)")
@@ -135,6 +140,15 @@ def main() -> None:
                 break
             except httpx.HTTPError:
                 time.sleep(0.1)
+        token = server.token
+        if args.auth == "keystone":
+            password = (server.home / "admin-password").read_text().strip()
+            resp = httpx.post(f"{server.url}/identity/v3/auth/tokens", json={"auth": {
+                "identity": {"methods": ["password"], "password": {"user": {
+                    "name": "admin", "domain": {"name": "Default"}, "password": password}}},
+                "scope": {"project": {"name": "admin", "domain": {"name": "Default"}}}}}, timeout=30)
+            token = resp.raise_for_status().headers["X-Subject-Token"]
+        print(f"auth: {'a Keystone token (password, admin project)' if args.auth == 'keystone' else 'the admin token'}")
         print(f"wrk: 1 thread, {args.connections} connections, {args.seconds} s per run (after a 2 s warm-up), "
               f"best of {args.rounds} alternating rounds")
         print("| endpoint | response bytes | floe req/s | floe p99 (ms) | floe CPU/req (µs) | minimal req/s | "
@@ -147,9 +161,9 @@ def main() -> None:
             for _round in range(args.rounds):
                 for app, base, pid in (("floe", server.url, server.proc.pid),
                                        ("minimal", f"http://127.0.0.1:{port}", minimal.pid)):
-                    wrk(base + path, server.token, 2, args.connections)  # warm-up
+                    wrk(base + path, token, 2, args.connections)  # warm-up
                     cpu0 = cpu_seconds(pid)
-                    rps, p99, bad = wrk(base + path, server.token, args.seconds, args.connections)
+                    rps, p99, bad = wrk(base + path, token, args.seconds, args.connections)
                     # CPU per request: what the server spent, whatever else ran on the machine meanwhile.
                     result = (rps, p99, bad, 1e6 * (cpu_seconds(pid) - cpu0) / (rps * args.seconds))
                     if app not in best or rps > best[app][0]:

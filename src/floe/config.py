@@ -15,7 +15,7 @@ HOME_MODE = 0o700
 SECRET_MODE = 0o600
 # Files in the home that hold secrets: the database (every cluster CA's private key) with
 # SQLite's companions, and the admin token. Nodes' TLS keys are written 0600 by the provider.
-SECRET_FILES = ("floe.db", "floe.db-wal", "floe.db-shm", "floe.db-journal", "admin-token")
+SECRET_FILES = ("floe.db", "floe.db-wal", "floe.db-shm", "floe.db-journal", "admin-token", "admin-password")
 
 
 class HomeError(RuntimeError):
@@ -80,6 +80,56 @@ PROVIDERS = ("local", "simulated")
 # otherwise (in the order the API lists them; the first is the `default` share type).
 SHARE_TYPES = ("local", "glusterfs", "simulated")
 DEFAULT_SHARE_TYPES = ("local", "glusterfs")
+# What a local node's dockerd accepts: `open`, anything (a tenant can be root on the host);
+# `restricted`, no privileged containers, host bind mounts outside /mnt, … (providers/local/authz.py).
+NODE_POLICIES = ("open", "restricted")
+
+
+UNLIMITED = -1
+# A quota is -1 (unlimited) or 0 to this: Manila's largest (a 32-bit integer).
+MAX_QUOTA = 2**31 - 1
+# The environment variable of each per-project quota default (docs/quotas.md).
+QUOTA_ENV = {
+    "clusters": "FLOE_QUOTA_CLUSTERS",
+    "nodes": "FLOE_QUOTA_NODES",
+    "cores": "FLOE_QUOTA_CORES",
+    "ram": "FLOE_QUOTA_RAM",
+    "shares": "FLOE_SHARE_QUOTA_SHARES",
+    "gigabytes": "FLOE_SHARE_QUOTA_GB",
+}
+
+
+@dataclass(frozen=True)
+class QuotaDefaults:
+    """What a project may use unless an admin set its own quota: -1 is unlimited.
+
+    Clusters, their nodes, vCPUs and RAM (MiB, from flavors) are unlimited unless set, as floe
+    was before quotas; shares and their gigabytes keep their earlier defaults (50 and 1000).
+    """
+
+    clusters: int = UNLIMITED
+    nodes: int = UNLIMITED
+    cores: int = UNLIMITED
+    ram: int = UNLIMITED
+    shares: int = 50
+    gigabytes: int = 1000
+
+    @classmethod
+    def from_env(cls) -> QuotaDefaults:
+        """The defaults with FLOE_QUOTA_* / FLOE_SHARE_QUOTA_* applied; ValueError names a bad one."""
+        values: dict[str, int] = {}
+        for key, var in QUOTA_ENV.items():
+            text = (os.environ.get(var) or "").strip()
+            if not text:
+                continue
+            try:
+                value = int(text)
+            except ValueError:
+                value = None
+            if value is None or not UNLIMITED <= value <= MAX_QUOTA:
+                raise ValueError(f"{var} {text[:40]!r} is not a quota: use -1 (unlimited) or 0 to {MAX_QUOTA}")
+            values[key] = value
+        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -108,6 +158,15 @@ class Settings:
     # The share types (backends) this server offers, in the order the API lists them; the first
     # is the default. `simulated` (no root, no mounts) is for testing the share engine at scale.
     share_types: tuple[str, ...] = DEFAULT_SHARE_TYPES
+    # What local nodes' dockerd refuses (NODE_POLICIES); nodes keep the policy they started with.
+    node_policy: str = "open"
+    # How long a token issued by POST /identity/v3/auth/tokens lives, in seconds (Keystone's
+    # [token] expiration); API tokens made by floe itself (the admin token file) do not expire.
+    token_expiration: int = 4 * 3600
+    # Days a client certificate (POST /v1/certificates) is valid; `floe cluster config` renews it.
+    client_cert_days: int = 30
+    # Per-project quota defaults, read from the environment whichever way Settings is made.
+    quotas: QuotaDefaults = field(default_factory=QuotaDefaults.from_env)
 
     @property
     def db_url(self) -> str:
@@ -124,6 +183,11 @@ class Settings:
     @property
     def admin_token_file(self) -> Path:
         return self.home / "admin-token"
+
+    @property
+    def admin_password_file(self) -> Path:
+        """The admin user's first password, when FLOE_ADMIN_PASSWORD did not give one."""
+        return self.home / "admin-password"
 
     @property
     def network(self) -> ipaddress.IPv4Network:
@@ -157,6 +221,12 @@ class Settings:
             values["max_body_bytes"] = int(env["FLOE_MAX_BODY_BYTES"])
         if env.get("FLOE_MAX_IMAGE_BYTES"):
             values["max_image_bytes"] = int(env["FLOE_MAX_IMAGE_BYTES"])
+        if env.get("FLOE_CLIENT_CERT_DAYS"):
+            values["client_cert_days"] = int(env["FLOE_CLIENT_CERT_DAYS"])
+        if env.get("FLOE_TOKEN_EXPIRATION"):
+            values["token_expiration"] = int(env["FLOE_TOKEN_EXPIRATION"])
+        if env.get("FLOE_NODE_POLICY"):
+            values["node_policy"] = env["FLOE_NODE_POLICY"].strip()
         if env.get("FLOE_SHARE_TYPES"):
             values["share_types"] = tuple(n.strip() for n in env["FLOE_SHARE_TYPES"].split(",") if n.strip())
         values.update(overrides)
@@ -165,8 +235,17 @@ class Settings:
         if unknown or not settings.share_types or len(set(settings.share_types)) != len(settings.share_types):
             raise ValueError(f"FLOE_SHARE_TYPES {','.join(settings.share_types)!r} is not a list of distinct share "
                              f"types from: {', '.join(SHARE_TYPES)}")
+        if not 60 <= settings.token_expiration <= 30 * 86400:
+            raise ValueError(f"FLOE_TOKEN_EXPIRATION {settings.token_expiration} is out of range: give seconds "
+                             "from 60 to 2592000 (30 days)")
+        if settings.node_policy not in NODE_POLICIES:
+            raise ValueError(
+                f"FLOE_NODE_POLICY {settings.node_policy!r} is unknown: use one of {', '.join(NODE_POLICIES)}"
+            )
         if settings.provider not in PROVIDERS:
             raise ValueError(f"FLOE_PROVIDER {settings.provider!r} is unknown: use one of {', '.join(PROVIDERS)}")
+        if not 1 <= settings.client_cert_days <= 3650:
+            raise ValueError(f"FLOE_CLIENT_CERT_DAYS {settings.client_cert_days} must be from 1 to 3650")
         net = settings.network
         if net.prefixlen > 16:
             raise ValueError(f"FLOE_ADDRESS_RANGE {settings.address_range} is too small: use a /16 or larger")

@@ -37,6 +37,20 @@ class Forbidden(ServiceError):
     title = "Forbidden"
 
 
+class QuotaExceeded(Forbidden):
+    """A change would take a project past one of its quotas.
+
+    403, as Magnum answers (ResourceLimitExceeded); Manila's API answers it 413, as Manila's
+    quota errors are. The message names the quota and the numbers.
+    """
+
+    def __init__(self, resource: str, limit: int, used: int, requested: int, unit: str = "", label: str = ""):
+        self.resource, self.limit, self.used, self.requested = resource, limit, used, requested
+        super().__init__(
+            f"Quota exceeded for {label or resource}: {used}{unit} of {limit}{unit} used, {requested}{unit} requested"
+        )
+
+
 class NotFound(ServiceError):
     status = 404
     title = "Not Found"

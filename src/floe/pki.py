@@ -6,6 +6,7 @@ import ipaddress
 from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -123,15 +124,46 @@ def issue_server_cert(
     return cert, _key_pem(key)
 
 
-def sign_csr(ca_cert_pem: str, ca_key_pem: str, csr_pem: str, days: int = CERT_DAYS) -> str:
-    """Sign a client CSR (Magnum's POST /v1/certificates); the private key never reaches floe."""
+def client_subject(user: str, project: str) -> x509.Name:
+    """A client certificate's subject as floe sets it: O=<project>, CN=<user> (cut to 64 characters)."""
+    return x509.Name([
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, _fit(project)),
+        x509.NameAttribute(NameOID.COMMON_NAME, _fit(user)),
+    ])
+
+
+def sign_csr(
+    ca_cert_pem: str, ca_key_pem: str, csr_pem: str, days: int = CERT_DAYS, subject: x509.Name | None = None
+) -> str:
+    """Sign a client CSR (Magnum's POST /v1/certificates); the private key never reaches floe.
+
+    The CSR proves possession of its key (its signature is checked); `subject`, when given,
+    replaces the CSR's, which the requester chose and floe does not trust.
+    """
     try:
         csr = x509.load_pem_x509_csr(csr_pem.encode())
     except ValueError as exc:
         raise CSRError(f"csr is not a PEM certificate signing request: {exc}") from None
     if not csr.is_signature_valid:
         raise CSRError("csr signature is invalid")
-    return _issue(ca_cert_pem, ca_key_pem, csr.subject, csr.public_key(), server=False, days=days)
+    name = csr.subject if subject is None else subject
+    return _issue(ca_cert_pem, ca_key_pem, name, csr.public_key(), server=False, days=days)
+
+
+def validity(cert_pem: str) -> tuple[datetime, datetime]:
+    """A certificate's (not before, not after), in UTC."""
+    cert = x509.load_pem_x509_certificate(cert_pem.encode())
+    return cert.not_valid_before_utc, cert.not_valid_after_utc
+
+
+def issued_by(cert_pem: str, ca_pem: str) -> bool:
+    """Whether `cert_pem` was signed by the CA of `ca_pem` (False for anything unreadable)."""
+    try:
+        cert = x509.load_pem_x509_certificate(cert_pem.encode())
+        cert.verify_directly_issued_by(x509.load_pem_x509_certificate(ca_pem.encode()))
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
 
 
 def new_client_key_and_csr(common_name: str = "floe-user") -> tuple[str, str]:

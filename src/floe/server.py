@@ -17,7 +17,9 @@ def local_provider(settings: Settings):
     from floe.ipam import infra_subnet
     from floe.providers.local.provider import LocalProvider
 
-    return LocalProvider(settings.home, str(infra_subnet(settings.network)), settings.registry_port)
+    return LocalProvider(
+        settings.home, str(infra_subnet(settings.network)), settings.registry_port, node_policy=settings.node_policy
+    )
 
 
 def simulated_provider(settings: Settings):
@@ -62,6 +64,46 @@ def build_runtime(settings: Settings, provider=None, *, engine: bool = True) -> 
     return runtime
 
 
+def start_registry_realm(runtime: Runtime, *, ensure: bool = True):
+    """Serve the registry's token realm where the provider's registry sends its clients, and (with
+    `ensure`) make sure the registry runs with the shipped images, both in the background.
+
+    Returns the realm's uvicorn server (None without a registry); `should_exit` stops it."""
+    import socket
+    import threading
+
+    import uvicorn
+
+    from floe.api.registry import token_app
+    from floe.providers.base import ProviderWithImageImport
+
+    provider = runtime.provider
+    if not isinstance(provider, ProviderWithImageImport) or provider.registry_token_endpoint() is None:
+        return None
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # The infra address may not exist yet (the provider adds it with the registry): bind anyway.
+    sock.setsockopt(socket.IPPROTO_IP, getattr(socket, "IP_FREEBIND", 15), 1)
+    try:
+        sock.bind(provider.registry_token_endpoint())
+    except OSError as exc:  # nodes then cannot pull; everything else works, so say so and go on
+        log.error("cannot serve the registry's token realm on %s: %s", provider.registry_token_endpoint(), exc)
+        sock.close()
+        return None
+    realm = uvicorn.Server(uvicorn.Config(token_app(runtime), log_level="warning"))
+    threading.Thread(target=realm.run, kwargs={"sockets": [sock]}, name="registry-realm", daemon=True).start()
+
+    def start_registry() -> None:
+        try:
+            provider.ensure_registry()
+        except Exception:  # the registry step retries; a server without images still serves
+            log.exception("could not start the image registry")
+
+    if ensure:
+        threading.Thread(target=start_registry, name="registry-start", daemon=True).start()
+    return realm
+
+
 def serve(settings: Settings | None = None) -> None:
     import uvicorn
 
@@ -85,7 +127,7 @@ def serve(settings: Settings | None = None) -> None:
     provider = make_provider(settings)
     provider.check()
     runtime = build_runtime(settings, provider)
-    if bootstrap_admin(runtime.db, settings.admin_token_file):
+    if bootstrap_admin(runtime.db, settings.admin_token_file, settings.admin_password_file):
         log.info("admin token written to %s (readable only by its owner)", settings.admin_token_file)
     from floe.services.maintenance import recover_clusters
 
@@ -99,6 +141,7 @@ def serve(settings: Settings | None = None) -> None:
     health = HealthMonitor(runtime, engine.drivers)
     engine.every(settings.health_interval, "health round", health.check_all)
     engine.start()
+    start_registry_realm(runtime)
     try:
         uvicorn.run(create_app(runtime), host=settings.host, port=settings.port, log_level="info")
     finally:

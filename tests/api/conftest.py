@@ -40,6 +40,8 @@ def migrated_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("template-db") / "floe.db"
     db = Database(f"sqlite:///{path}")
     db.migrate()
+    # The identity base (domain, roles, the admin user and its argon2 hash) once, not per test.
+    identity.bootstrap_admin(db, path.parent / "admin-token")
     db.dispose()
     return path
 
@@ -62,6 +64,11 @@ class Env:
     @property
     def db(self) -> Database:
         return self.runtime.db
+
+    @property
+    def admin_user_id(self) -> str:
+        """The bootstrap admin user's id (what its objects' user_id says)."""
+        return identity.authenticate(self.db, self.admin_token).user_id
 
     def headers(self, token: str | None = None, **extra: str) -> dict[str, str]:
         return {"X-Auth-Token": token or self.admin_token, **extra}
@@ -131,6 +138,8 @@ def make_env(home: Path, migrated_db: Path) -> Env:
     home.mkdir(parents=True, exist_ok=True)
     settings = Settings(home=home)
     shutil.copy(migrated_db, home / "floe.db")
+    if (migrated_db.parent / "admin-password").exists():  # the bootstrapped admin user's password
+        shutil.copy(migrated_db.parent / "admin-password", settings.admin_password_file)
     db = Database(settings.db_url)
     token = identity.bootstrap_admin(db, settings.admin_token_file)
     assert token

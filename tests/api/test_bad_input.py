@@ -330,17 +330,19 @@ class _Registry(ProviderWithImageImport):
 
     def __init__(self) -> None:
         self.archives: list[bytes] = []
+        self.namespaces: list[str] = []
 
     def ensure_registry(self) -> None:
         pass
 
-    def import_image_archive(self, path: Path) -> list[str]:
+    def import_image_archive(self, path: Path, namespace: str) -> list[str]:
         self.archives.append(path.read_bytes())
+        self.namespaces.append(namespace)
         return ["floetest/tool:1"]
 
 
 def call(env: Env, token: str, chunks: list[bytes] | Iterator[bytes], content_type: str,
-         length: int | str | None = None, path: str = "/v1/floe/images") -> tuple[int, dict, int]:
+         length: int | str | None = None, path: str = "/v1/floe/images", query: bytes = b"") -> tuple[int, dict, int]:
     """POST `path` over the app's ASGI interface: (status, body, bytes the app pulled)."""
     pulled = 0
     source = iter(chunks)
@@ -350,7 +352,7 @@ def call(env: Env, token: str, chunks: list[bytes] | Iterator[bytes], content_ty
     else:
         headers.append((b"transfer-encoding", b"chunked"))
     scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
-             "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"",
+             "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": query,
              "root_path": "", "headers": headers, "server": ("floe", 80), "client": ("127.0.0.1", 1)}
     sent: list[dict] = []
 
@@ -388,16 +390,32 @@ def test_an_absurd_content_length_is_refused_unread(env: Env, path: str) -> None
     assert list(body) == (["overLimit"] if path.startswith("/v2") else ["errors"])
 
 
-def test_image_upload_by_a_non_admin_reads_nothing(env: Env) -> None:
+def test_image_upload_into_library_by_a_non_admin_reads_nothing(env: Env) -> None:
     user = env.new_project("someone")
     before = rows(env)
     for length in (100 << 20, None):
-        status, body, pulled = call(env, user, endless(), "multipart/form-data; boundary=x", length)
+        status, body, pulled = call(env, user, endless(), "multipart/form-data; boundary=x", length,
+                                    query=b"library=true")
         assert status == 403, body
         assert "only an admin" in body["errors"][0]["detail"]
         assert pulled == 0
     assert tmp_files(env) == []
     assert rows(env) == before
+
+
+def test_a_member_imports_into_the_projects_namespace(env: Env) -> None:
+    from floe import registry_auth
+    from floe.services import identity
+
+    registry = _Registry()
+    env.runtime.provider = registry  # type: ignore[assignment]
+    user = env.new_project("importer")
+    status, out, _ = call(env, user, [b"x" * 100], "application/x-tar", 100)
+    assert status == 200, out
+    project = identity.authenticate(env.db, user).project_id
+    assert registry.namespaces == [registry_auth.project_namespace(project)]
+    status, out, _ = call(env, env.admin_token, [b"x" * 100], "application/x-tar", 100, query=b"library=true")
+    assert status == 200 and registry.namespaces[-1] == "library"
 
 
 def test_image_upload_past_its_bound_is_refused_and_leaves_no_file(env: Env) -> None:

@@ -228,7 +228,8 @@ def test_empty_and_refused_routes(env: Env, client) -> None:
     assert service["binary"] == "floe-engine"
     assert_error(client.post(f"/v1/clusters/{uuid}/actions/upgrade", json={"cluster_template": "routes-tpl"}),
                  400, "not supported", "resize")
-    assert_error(client.patch(f"/v1/certificates/{uuid}"), 400, "not supported", "POST /v1/certificates")
+    # `coe ca rotate` is supported; this cluster has no CA yet.
+    assert_error(client.patch(f"/v1/certificates/{uuid}"), 409, "still being created")
     # Another project's cluster is not found, not refused: nothing about it is revealed.
     assert_error(client.post(f"/v1/clusters/{uuid}/actions/upgrade", json={},
                              headers={"X-Auth-Token": user}), 404)
@@ -285,13 +286,17 @@ def test_openstack_cli_coe_commands(live: Live, http) -> None:
     proc = _one(live, "/v1", "coe", "service", "list", "-f", "json")
     assert proc.returncode == 0 and "floe-engine" in proc.stdout, proc.stderr
     before = live.env.snapshot()
-    for args in (("coe", "cluster", "upgrade", "cli-unsupported", "cli-unsupported-tpl"),
-                 ("coe", "ca", "rotate", "cli-unsupported")):
+    for args in (("coe", "cluster", "upgrade", "cli-unsupported", "cli-unsupported-tpl"),):
         proc = _one(live, "/v1", *args)
         out = proc.stdout + proc.stderr
         assert "not supported" in out, (args, out)
         assert proc.returncode != 0 or "HTTP 400" in out, (args, out)
     assert live.env.snapshot() == before
+    # `coe ca rotate` queues a rotation (PATCH /v1/certificates/{uuid}, no body, 202).
+    proc = _one(live, "/v1", "coe", "ca", "rotate", "cli-unsupported")
+    assert proc.returncode == 0 and "has been accepted" in proc.stdout, proc.stderr
+    assert live.env.cluster(uuid).status == "UPDATE_IN_PROGRESS"
+    assert live.env.operations(uuid)[-1].kind == "rotate_ca"
 
 
 def test_discovery_lists_mservices(client) -> None:

@@ -67,7 +67,7 @@ def test_create_inherits_from_the_template(client: TestClient, env: Env, templat
     assert body["labels_added"] == body["labels_overridden"] == body["labels_skipped"] == {}
     assert (body["node_count"], body["master_count"], body["create_timeout"]) == (1, 1, 60)
     assert body["status"] == "CREATE_IN_PROGRESS" and body["health_status"] == "UNKNOWN"
-    assert body["project_id"] == env.cluster(uuid).project_id and body["user_id"] == "admin"
+    assert body["project_id"] == env.cluster(uuid).project_id and body["user_id"] == env.admin_user_id
     assert body["faults"] == {} and body["master_addresses"] == [] and body["api_address"] is None
     # Explicit values win over the template's.
     uuid = create(client, name="explicit", keypair="mine", flavor_id="big", docker_volume_size=9,

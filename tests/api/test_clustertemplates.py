@@ -43,7 +43,7 @@ def test_create_returns_the_full_object(client: TestClient, env: Env) -> None:
     assert body["labels"] == {"a": "1", "n": 2}
     assert body["tls_disabled"] is False and body["public"] is False and body["hidden"] is False
     assert body["server_type"] == "vm" and body["driver"] == "floe"
-    assert body["user_id"] == "admin"
+    assert body["user_id"] == env.admin_user_id
     assert body["created_at"].endswith("+00:00") and body["updated_at"] is None
     assert body["links"] == [
         {"href": f"http://testserver/v1/clustertemplates/{body['uuid']}", "rel": "self"},

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from floe.db.models import Project, Token
+from floe.db.models import Project, Token, User
 from floe.errors import Conflict, NotAuthorized
 from floe.services import identity
 
@@ -27,8 +27,11 @@ def test_bootstrap_writes_a_private_token_file_once(env: Env, tmp_path: Path) ->
     assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
     with env.db.session() as s:
         project = s.scalars(select(Project).where(Project.name == "admin")).one()
+        admin = s.scalars(select(User).where(User.name == "admin")).one()
     caller = identity.authenticate(env.db, env.admin_token)
-    assert caller == identity.Caller(project_id=project.id, user_id="admin", is_admin=True)
+    # The token is the admin user's, with every role (admin implies member and reader).
+    assert caller == identity.Caller(project_id=project.id, user_id=admin.id, is_admin=True)
+    assert caller.roles == ("reader", "member", "admin")
     # Second start: token and file exist, nothing happens.
     assert identity.bootstrap_admin(env.db, token_file) is None
     assert len(_tokens(env)) == 1

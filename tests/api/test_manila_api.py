@@ -7,7 +7,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from floe.db.models import Share, ShareAccessRule, ShareAttachment
+from floe.db.models import Project, Share, ShareAccessRule, ShareAttachment
+from floe.services import identity
 
 from .conftest import Env
 
@@ -107,7 +108,7 @@ def test_unknown_routes_and_actions_are_manila_faults(client: TestClient) -> Non
     ({"share_proto": "LOCALFS", "size": 1, "share_type": "ceph"}, 400, "not found"),
     ({"share_proto": "LOCALFS", "size": 1, "snapshot_id": "x"}, 400, "snapshot"),
     ({"share_proto": "LOCALFS", "size": 1, "is_public": True}, 400, "public"),
-    ({"share_proto": "LOCALFS", "size": 2000}, 403, "quota"),
+    ({"share_proto": "LOCALFS", "size": 2000}, 413, "Quota exceeded for gigabytes: 0 GiB of 1000 GiB used"),
 ])
 def test_bad_creates_change_nothing(env: Env, client: TestClient, body, status, fragment) -> None:
     before = rows(env)
@@ -115,10 +116,14 @@ def test_bad_creates_change_nothing(env: Env, client: TestClient, body, status, 
     assert rows(env) == before
 
 
-def test_quota_counts_every_share(env: Env, client: TestClient, monkeypatch) -> None:
-    monkeypatch.setenv("FLOE_SHARE_QUOTA_GB", "3")
+def test_quota_counts_every_share(env: Env, client: TestClient) -> None:
+    with env.db.session() as s:  # the admin token's own project
+        admin = s.scalars(select(Project.id).where(Project.name == identity.ADMIN_PROJECT)).one()
+    resp = client.put(f"/v2/quota-sets/{admin}", json={"quota_set": {"gigabytes": 3}}, headers=H)
+    assert resp.status_code == 200, resp.text
     make_share(client, "a", 2)
-    fault(client.post("/v2/shares", json={"share": {"share_proto": "LOCALFS", "size": 2}}, headers=H), 403, "quota")
+    fault(client.post("/v2/shares", json={"share": {"share_proto": "LOCALFS", "size": 2}}, headers=H), 413,
+          "Quota exceeded for gigabytes: 2 GiB of 3 GiB used, 2 GiB requested")
     limits = client.get("/v2/limits", headers=H).json()["limits"]["absolute"]
     assert limits["maxTotalShareGigabytes"] == 3 and limits["totalShareGigabytesUsed"] == 2
 

@@ -156,7 +156,7 @@ def test_errors_change_nothing(mc, shares_live: Live) -> None:
         mc.shares.create("NFS", 1)
     with pytest.raises(exceptions.BadRequest, match="not found"):
         mc.shares.create("LOCALFS", 1, share_type="ceph")
-    with pytest.raises(exceptions.Forbidden, match="quota"):
+    with pytest.raises(exceptions.RequestEntityTooLarge, match="Quota exceeded for gigabytes"):
         mc.shares.create("LOCALFS", 100000)
     with pytest.raises(exceptions.NotFound):
         mc.shares.get("no-such-share")

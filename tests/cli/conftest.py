@@ -21,7 +21,8 @@ from typer.testing import CliRunner, Result
 
 from floe.cli.main import app
 
-FLOE_ENV_VARS = ("FLOE_URL", "FLOE_TOKEN", "FLOE_HOME", "FLOE_DEBUG", "COLUMNS")
+FLOE_ENV_VARS = ("FLOE_URL", "FLOE_TOKEN", "FLOE_HOME", "FLOE_DEBUG", "COLUMNS", "FLOE_PASSWORD",
+                 "FLOE_APPLICATION_CREDENTIAL_SECRET")
 
 
 def free_port() -> int:
@@ -138,6 +139,14 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
         server.should_exit = True
         thread.join(timeout=10)
         db.dispose()
+
+
+@pytest.fixture(autouse=True)
+def login_config_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test's own `floe login` directory, so no test reads or writes the real ~/.config/floe."""
+    config = tmp_path / "xdg-config"
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(config))
+    return config
 
 
 @pytest.fixture

@@ -59,8 +59,15 @@ def test_config_writes_bundle_and_export_line(floe, cluster_with_ca, tmp_path: P
     )
     _check_bundle(target, ca_cert)
 
-    # No silent overwrite ...
+    assert "the certificate expires" in result.stderr
+    # Run again, a valid bundle of this cluster is kept as it is ...
     before = (target / "key.pem").read_bytes()
+    again = floe("cluster", "config", name, "--dir", str(target))
+    assert again.exit_code == 0 and "kept the bundle" in again.stderr and "valid until" in again.stderr
+    assert again.stdout == result.stdout
+    assert (target / "key.pem").read_bytes() == before
+    # ... files floe did not write for this cluster are never overwritten silently ...
+    (target / ".floe-cluster").unlink()
     assert_one_line_error(floe("cluster", "config", name, "--dir", str(target)), "--force")
     assert (target / "key.pem").read_bytes() == before
     # ... unless asked: a new key and certificate.
@@ -103,3 +110,55 @@ def test_eval_in_a_shell_with_the_real_binary(live_server: LiveServer, cluster_w
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == f"{API_ADDRESS}|1|{target}"
     assert live_server.token not in res.stdout + res.stderr
+
+
+def test_config_renews_expiring_and_old_ca_bundles(floe, live_server: LiveServer, tmp_path: Path):
+    with FloeClient(live_server.url, live_server.token) as client:
+        client.create_template("tpl-renew", "swarm")
+        client.create_cluster("cl-renew", "tpl-renew")
+    ca_cert, ca_key = pki.new_ca("cl-renew")
+    live_server.finish("cl-renew", ca_cert_pem=ca_cert, ca_key_pem=ca_key, api_address=API_ADDRESS)
+    target = tmp_path / "bundle"
+    assert floe("cluster", "config", "cl-renew", "--dir", str(target)).exit_code == 0
+
+    # A certificate in the last third of its life is renewed.
+    key_pem, csr = pki.new_client_key_and_csr()
+    (target / "key.pem").write_text(key_pem)
+    (target / "cert.pem").write_text(_aged(ca_cert, ca_key, csr))
+    result = floe("cluster", "config", "cl-renew", "--dir", str(target))
+    assert result.exit_code == 0 and "renewed the bundle (the certificate expires" in result.stderr, result.stderr
+    assert (target / "key.pem").read_text() != key_pem
+    _check_bundle(target, ca_cert)
+
+    # After `floe cluster rotate-ca` (no engine runs here: the row gets the new CA by hand), a
+    # bundle of the old CA is renewed.
+    result = floe("cluster", "rotate-ca", "cl-renew")
+    assert result.exit_code == 0 and "accepted" in result.stdout + result.stderr, result.output
+    with FloeClient(live_server.url, live_server.token) as client:
+        assert client.get_cluster("cl-renew")["status"] == "UPDATE_IN_PROGRESS"
+    new_cert, new_key = pki.new_ca("cl-renew rotated")
+    live_server.finish("cl-renew", ca_cert_pem=new_cert, ca_key_pem=new_key)
+    result = floe("cluster", "config", "cl-renew", "--dir", str(target))
+    assert result.exit_code == 0 and "renewed the bundle (the cluster's CA changed)" in result.stderr
+    _check_bundle(target, new_cert)
+
+
+def _aged(ca_cert: str, ca_key: str, csr_pem: str) -> str:
+    """A client certificate issued 21 days ago for 30: less than a third of its life is left."""
+    import datetime as dt
+
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    ca = x509.load_pem_x509_certificate(ca_cert.encode())
+    key = serialization.load_pem_private_key(ca_key.encode(), password=None)
+    csr = x509.load_pem_x509_csr(csr_pem.encode())
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(csr.subject).issuer_name(ca.subject).public_key(csr.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=21)).not_valid_after(now + dt.timedelta(days=9))
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return cert.public_bytes(serialization.Encoding.PEM).decode()

@@ -64,7 +64,8 @@ def test_cluster_lifecycle_with_native_docker(server: FloeServer, template: str,
     assert len(nodes) == 3 and all(n["Status"] == "Ready" for n in nodes), nodes
 
     # Without the client certificate the daemon refuses us (per-cluster CA, --tlsverify).
-    bare = {k: v for k, v in env.items() if k not in ("DOCKER_CERT_PATH", "DOCKER_TLS_VERIFY")}
+    # (DOCKER_CONFIG too: docker looks for certificates in its config directory, the bundle's.)
+    bare = {k: v for k, v in env.items() if k not in ("DOCKER_CERT_PATH", "DOCKER_TLS_VERIFY", "DOCKER_CONFIG")}
     assert subprocess.run([DOCKER, "--tls", "node", "ls"], env=bare, capture_output=True, timeout=60).returncode != 0
 
     # The memo's pinger stack, four replicas over the nodes, pinging each other.
@@ -93,9 +94,11 @@ def test_cluster_lifecycle_with_native_docker(server: FloeServer, template: str,
     docker(env, "tag", "busybox:latest", "e2e-tools:1")
     docker(env, "save", "-o", str(tmp_path / "img.tar"), "e2e-tools:1")
     out = server.floe("image", "import", str(tmp_path / "img.tar")).stdout
-    assert "e2e-tools:1" in out
-    docker(env, "service", "create", "--detach", "--name", "tools", "--replicas", "3",
-           "--endpoint-mode", "dnsrr", "--constraint", "node.role==worker", "e2e-tools:1", "sleep", "3600")
+    # Into the project's namespace: `<project id>/e2e-tools:1`, pulled with the cluster's
+    # credential (config.json from `floe cluster config`, passed on by --with-registry-auth).
+    image = next(w for w in out.split() if w.endswith("/e2e-tools:1"))
+    docker(env, "service", "create", "--detach", "--with-registry-auth", "--name", "tools", "--replicas", "3",
+           "--endpoint-mode", "dnsrr", "--constraint", "node.role==worker", image, "sleep", "3600")
     end = time.monotonic() + 60
     while time.monotonic() < end:
         out = docker(env, "service", "ps", "tools", "--filter", "desired-state=running",
@@ -104,6 +107,19 @@ def test_cluster_lifecycle_with_native_docker(server: FloeServer, template: str,
             break
         time.sleep(0.5)
     assert out.count("Running") == 3, docker(env, "service", "ps", "--no-trunc", "tools")
+    # The memo's `image: python` resolves to floe's shipped library/python, no credential needed.
+    python_env = {k: v for k, v in env.items() if k != "DOCKER_CONFIG"}
+    stack = tmp_path / "python-stack.yml"
+    stack.write_text('version: "3.6"\nservices:\n  py:\n    image: python\n'
+                     '    command: ["python", "-c", "import time; print(\'py ok\', flush=True); time.sleep(3600)"]\n'
+                     '    deploy:\n      replicas: 2\n      endpoint_mode: dnsrr\n')
+    docker(python_env, "stack", "deploy", "-c", str(stack), "pystack")
+    end, logs = time.monotonic() + 90, ""
+    while time.monotonic() < end and logs.count("py ok") < 2:
+        time.sleep(1)
+        logs = docker(env, "service", "logs", "--raw", "pystack_py", check=False)
+    assert logs.count("py ok") == 2, docker(env, "service", "ps", "--no-trunc", "pystack_py")
+    docker(env, "stack", "rm", "pystack")
 
     # Scale up to 5 workers, then down to 2: the swarm follows, services keep running.
     server.floe("cluster", "resize", "c1", "--node-count", "5", "--wait")

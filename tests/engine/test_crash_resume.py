@@ -28,7 +28,7 @@ from floe.engine.pipelines import PIPELINES
 from floe.providers.base import NodeInfo, NodeSpec
 from floe.providers.simulated import SimulatedProvider
 from floe.server import engine_drivers
-from floe.services import clusters
+from floe.services import certificates, clusters
 from tests.engine.conftest import FloeProcess, Sim, assert_consistent, make_sim
 
 
@@ -232,3 +232,28 @@ def test_kill_9_of_a_real_server_mid_step_and_at_a_failpoint(tmp_path: Path) -> 
     finally:
         provider.close()
         db.dispose()
+
+
+def test_ca_rotation_resumes_after_a_crash_at_every_step(crashing: tuple[Sim, Crasher]) -> None:
+    """Each rotation ends with one new CA and no next CA left behind, wherever it crashed."""
+    sim, crasher = crashing
+    sim.create("rot", workers=3)
+    sim.wait({"rot"}, "CREATE_COMPLETE")
+
+    def ca() -> tuple[str, str | None]:
+        with sim.db.session() as s:
+            row = s.execute(select(Cluster.ca_cert_pem, Cluster.ca_next_cert_pem).where(Cluster.name == "rot")).one()
+            return row.ca_cert_pem, row.ca_next_cert_pem
+
+    seen = {ca()[0]}
+    for step in _steps("rotate_ca"):
+        for when in ("before", "after"):
+            crasher.arm(f"rotate_ca:{step}:{when}")
+            certificates.rotate_ca(sim.runtime, sim.caller, "rot")
+            crasher.restart()
+            sim.wait({"rot"}, "UPDATE_COMPLETE", timeout=60)
+            assert_consistent(sim.db, sim.provider)
+            current, following = ca()
+            assert following is None, f"{step}:{when} left the next CA behind"
+            assert current not in seen, f"{step}:{when}: the CA did not change"
+            seen.add(current)

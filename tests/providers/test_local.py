@@ -14,6 +14,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tarfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -28,6 +29,7 @@ from floe import pki
 from floe.host import cgroups, commands, firewall, netns, processes
 from floe.providers.base import NetworkSpec, NodeSpec, ProviderError, TLSMaterial
 from floe.providers.local import LocalProvider, naming
+from floe.providers.local import node as node_module
 
 INFRA = "10.170.0.0/24"
 REGISTRY_PORT = 5000
@@ -58,7 +60,16 @@ def provider(home, made_tags):
         prov.check()
     except ProviderError as exc:
         pytest.skip(f"local provider cannot run here: {exc}")
+    # floe's token realm, which the registry sends every client to (anonymous pulls of library here).
+    from floe.config import Settings
+    from floe.server import build_runtime, start_registry_realm
+
+    runtime = build_runtime(Settings(home=home), prov, engine=False)
+    realm = start_registry_realm(runtime, ensure=False)
     yield prov
+    if realm is not None:
+        realm.should_exit = True
+    runtime.db.dispose()
     for tag in made_tags:
         prov.purge_cluster(tag)
     prov.purge_all(only_this_home=True)
@@ -98,7 +109,7 @@ def cluster(provider, registry_info, ca, made_tags):
     with ThreadPoolExecutor(len(specs)) as pool:
         infos = list(pool.map(provider.start_node, specs))
     print(f"\n{len(specs)} nodes started in parallel in {time.monotonic() - started:.2f}s")
-    return {"tag": tag, "net": net, "specs": specs, "infos": infos}
+    return {"tag": tag, "net": net, "specs": specs, "infos": infos, "ca_key": ca[1]}
 
 
 def _client_tls(ca, tmp_path: Path, with_cert: bool) -> docker.tls.TLSConfig:
@@ -159,11 +170,13 @@ def test_bad_subnet_and_image_names_are_refused(home):
         LocalProvider(home, "not-a-subnet")
     from floe.providers.local.images import mirror_name
 
-    assert mirror_name("busybox", "R:5000") == ("library/busybox:latest", "busybox:latest")
-    assert mirror_name("docker.io/foo/bar:1", "R:5000") == ("foo/bar:1", "foo/bar:1")
-    assert mirror_name("quay.io/x/y:2", "R:5000") == ("quay.io/x/y:2", "R:5000/quay.io/x/y:2")
+    assert mirror_name("busybox", "library") == ("library/busybox:latest", "busybox:latest")
+    assert mirror_name("foo/bar:1", "library") == ("library/foo/bar:1", "library/foo/bar:1")
+    assert mirror_name("docker.io/foo/bar:1", "p1") == ("p1/foo/bar:1", "p1/foo/bar:1")
+    assert mirror_name("quay.io/x/y:2", "p1") == ("p1/quay.io/x/y:2", "p1/quay.io/x/y:2")
+    assert mirror_name("localhost:5000/y", "p1") == ("p1/localhost-5000/y:latest", "p1/localhost-5000/y:latest")
     with pytest.raises(ProviderError):
-        mirror_name("Bad Name:1", "R:5000")
+        mirror_name("Bad Name:1", "p1")
 
 
 # -- registry -------------------------------------------------------------------
@@ -182,7 +195,12 @@ def test_registry_starts_then_is_adopted_quickly(provider):
     assert processes.read_pid(provider.home / "registry" / "registry.pid") == pid
     assert second < 0.5
     with httpx.Client(trust_env=False) as client:
-        tags = client.get(f"http://{info.address}/v2/library/busybox/tags/list").json()
+        url = f"http://{info.address}/v2/library/busybox/tags/list"
+        assert client.get(url).status_code == 401  # token auth: floe's realm decides
+        ip, port = provider.registry_token_endpoint()
+        token = client.get(f"http://{ip}:{port}/registry/token",
+                           params={"scope": "repository:library/busybox:pull"}).json()["token"]
+        tags = client.get(url, headers={"Authorization": f"Bearer {token}"}).json()
     assert tags["tags"] == ["latest"]
     # Bound to the infra address only, not to every interface.
     with pytest.raises(OSError), socket.create_connection(("127.0.0.1", REGISTRY_PORT), timeout=1):
@@ -223,9 +241,10 @@ def test_daemon_config_and_key_permissions(provider, cluster, registry_info):
     config = json.loads((node_dir / "daemon.json").read_text())
     assert config["bip"] == "10.170.64.1/24"
     assert config["default-address-pools"] == [{"base": "10.170.65.0/24", "size": 26}]
-    assert config["hosts"] == [f"unix://{node_dir}/docker.sock", f"tcp://{spec.address}:2376"]
+    # TLS on ADDRESS:2376 is the node's TLS proxy's, not dockerd's (so it can take new certificates).
+    assert config["hosts"] == [f"unix://{node_dir}/docker.sock"] and "tlsverify" not in config
     assert config["registry-mirrors"] == [f"http://{registry_info.address}"]
-    assert config["insecure-registries"] == [registry_info.address] and config["tlsverify"] is True
+    assert config["insecure-registries"] == [registry_info.address]
     assert config["cgroup-parent"] == f"/floe-{cluster['tag']}-{spec.name}"
     assert (node_dir / "tls" / "key.pem").stat().st_mode & 0o777 == 0o600
     assert node_dir.stat().st_mode & 0o777 == 0o700
@@ -238,8 +257,69 @@ def test_tls_needs_a_client_certificate(cluster, ca, tmp_path, monkeypatch):
     url = cluster["infos"][0].tls_url.replace("tcp://", "https://")
     with_cert = docker.DockerClient(base_url=url, tls=_client_tls(ca, tmp_path, with_cert=True))
     assert with_cert.ping()
-    with pytest.raises(docker.errors.DockerException, match="(?i)bad certificate"):
+    with pytest.raises(docker.errors.DockerException, match="(?i)bad certificate|certificate required"):
         docker.DockerClient(base_url=url, tls=_client_tls(ca, tmp_path, with_cert=False), timeout=5).ping()
+
+
+def _tls_client(spec: NodeSpec, ca, tmp_path: Path) -> docker.DockerClient:
+    url = f"https://{spec.address}:2376"
+    return docker.DockerClient(base_url=url, tls=_client_tls(ca, tmp_path, with_cert=True), timeout=10)
+
+
+def test_renew_node_tls_keeps_dockerd_and_containers(provider, cluster, tmp_path, monkeypatch):
+    """New certificates of another CA: the old CA's clients are cut off at once, dockerd and its
+    containers are untouched (same pid, same container, same start)."""
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    spec, info = cluster["specs"][2], cluster["infos"][2]
+    old_ca = (spec.tls.ca_pem, None)
+    local = provider.docker_client(info)
+    # An image made here (no registry needed): busybox-static alone.
+    archive = tmp_path / "rootfs.tar"
+    with tarfile.open(archive, "w") as tar:
+        tar.add(commands.binary("busybox"), arcname="bin/busybox")
+    local.api.import_image(src=str(archive), repository="floe-sleeper", tag="1")
+    box = local.containers.run("floe-sleeper:1", ["/bin/busybox", "sleep", "600"], detach=True)
+    started = local.containers.get(box.id).attrs["State"]["StartedAt"]
+    dockerd = local.info()["ID"]
+    (tmp_path / "old").mkdir()
+    old_client = _tls_client(spec, (spec.tls.ca_pem, _ca_key_of(cluster)), tmp_path / "old")
+    assert old_client.ping()
+
+    new_ca = pki.new_ca("floe-test-ca rotated")
+    cert, key = pki.issue_server_cert(new_ca[0], new_ca[1], spec.name, ips=[spec.address], dns=[spec.name])
+    t0 = time.monotonic()
+    provider.renew_node_tls(replace(spec, tls=TLSMaterial(new_ca[0], cert, key)))
+    print(f"\nnode TLS renewed in {time.monotonic() - t0:.2f}s")
+    with pytest.raises((docker.errors.DockerException, requests.exceptions.RequestException)):
+        old_client.ping()  # its connection was closed; a new one fails the server's verification
+    (tmp_path / "mixed").mkdir()
+    mixed = tmp_path / "mixed"
+    shutil.copy(tmp_path / "old" / "cert.pem", mixed / "cert.pem")
+    shutil.copy(tmp_path / "old" / "key.pem", mixed / "key.pem")
+    (mixed / "ca.pem").write_text(new_ca[0])
+    stale = docker.tls.TLSConfig(client_cert=(str(mixed / "cert.pem"), str(mixed / "key.pem")),
+                                 ca_cert=str(mixed / "ca.pem"), verify=True)
+    with pytest.raises(docker.errors.DockerException, match="(?i)unknown ca|bad certificate"):
+        # A client certificate of the old CA is refused (the client trusts the new CA's server).
+        docker.DockerClient(base_url=f"https://{spec.address}:2376", timeout=10, tls=stale).ping()
+    (tmp_path / "new").mkdir()
+    fresh = _tls_client(spec, new_ca, tmp_path / "new")
+    assert fresh.containers.get(box.id).attrs["State"]["StartedAt"] == started
+    assert fresh.info()["ID"] == dockerd
+    # Idempotent, and the next start of the node serves the same files.
+    provider.renew_node_tls(replace(spec, tls=TLSMaterial(new_ca[0], cert, key)))
+    assert fresh.ping()
+    box.remove(force=True)
+    for c in (old_client, fresh):
+        c.close()
+    # The module's other tests use this node with the first CA again.
+    provider.renew_node_tls(spec)
+    assert old_ca[0] == spec.tls.ca_pem
+
+
+def _ca_key_of(cluster) -> str:
+    return cluster["ca_key"]
 
 
 def test_busybox_runs_from_the_mirror_and_nodes_reach_each_other(provider, cluster):
@@ -310,9 +390,10 @@ def test_import_image_archive(provider, cluster, tmp_path):
     with open(archive, "wb") as out:
         for chunk in client.images.get("floetest/tool:1").save(named=True):
             out.write(chunk)
-    assert provider.import_image_archive(archive) == ["floetest/tool:1"]
+    # Into library (what an admin's `floe image import --library` does): pulled anonymously.
+    assert provider.import_image_archive(archive, "library") == ["library/floetest/tool:1"]
     other = provider.docker_client(cluster["infos"][1])
-    assert other.containers.run("floetest/tool:1", ["echo", "ok"], remove=True) == b"ok\n"
+    assert other.containers.run("library/floetest/tool:1", ["echo", "ok"], remove=True) == b"ok\n"
 
 
 def test_stop_node_and_delete_network_leave_nothing(provider, cluster):
@@ -385,5 +466,46 @@ def test_spec_change_of_flavor_and_restart_idempotence(provider, registry_info, 
     assert Path(f"/sys/fs/cgroup/memory/{cg}/memory.limit_in_bytes").read_text().strip() == str(512 << 20)
     assert os.getpid() not in cgroups.members(cg) and info.pid not in cgroups.members(cg)
     provider.stop_node(tag, "small-0")
+    provider.delete_network(net)
+    assert _traces(provider, tag) == []
+
+
+def test_renew_restarts_a_node_whose_dockerd_served_tls_itself(provider, registry_info, ca, made_tags):
+    """A node started before floe's TLS proxy (dockerd on :2376 itself, which cannot reload its
+    certificates) is restarted once in the new layout: its data stays, the new CA is served."""
+    tag = _new_tag()
+    made_tags.add(tag)
+    net = NetworkSpec(cluster_tag=tag, name="mgmt", subnet="10.170.4.0/24", gateway="10.170.4.1")
+    spec = _spec(tag, 2, "legacy-0", net, ca, registry_info)
+    info = provider.start_node(spec)
+    paths = provider._node_paths(tag, "legacy-0")
+    # Make it what an older floe started: no proxy, dockerd serving TLS itself.
+    assert provider._lock("node", tag, "legacy-0").acquire(timeout=5)
+    try:
+        members = cgroups.members(naming.cgroup_name(tag, "legacy-0"))
+        processes.kill(members | {info.pid})
+        assert processes.wait_gone(members | {info.pid})
+        config = json.loads(paths.config.read_text())
+        config["hosts"] = [f"unix://{paths.sock}", f"tcp://{spec.address}:2376"]
+        config.update(tlsverify=True, tlscacert=str(paths.tls_dir / "ca.pem"),
+                      tlscert=str(paths.tls_dir / "cert.pem"), tlskey=str(paths.tls_dir / "key.pem"))
+        commands.write_file(paths.config, json.dumps(config))
+        procs = cgroups.prepare(naming.cgroup_name(tag, "legacy-0"), None, None)
+        pid = node_module.launch(naming.netns_name(tag, "legacy-0"), "legacy-0", paths, procs).pid
+        node_module.wait_ready(paths, pid)
+    finally:
+        provider._lock("node", tag, "legacy-0").release()
+    assert node_module.dockerd_serves_tls(paths)
+    provider.docker_client(provider.node_info(tag, "legacy-0")).volumes.create("kept")
+
+    new_ca = pki.new_ca("legacy rotated")
+    cert, key = pki.issue_server_cert(new_ca[0], new_ca[1], spec.name, ips=[spec.address], dns=[spec.name])
+    provider.renew_node_tls(replace(spec, tls=TLSMaterial(new_ca[0], cert, key)))
+    assert not node_module.dockerd_serves_tls(paths)
+    after = provider.node_info(tag, "legacy-0")
+    assert after.running and after.pid != pid
+    assert "kept" in [v.name for v in provider.docker_client(after).volumes.list()]
+    node_module.wait_serving(spec.address, new_ca[0], timeout=5)
+    provider.stop_node(tag, "legacy-0")
     provider.delete_network(net)
     assert _traces(provider, tag) == []

@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from floe import __version__
-from floe.api import extensions, magnum, manila, openapi
+from floe.api import extensions, identity, magnum, manila, openapi, registry
 from floe.api.cache import ApiCaches
 from floe.api.errors import ErrorShape, install_error_handlers
 from floe.api.http import REQUEST_ID_HEADER, header
@@ -39,8 +39,13 @@ def _normalise_path(path: str) -> str:
 
 
 def error_shape(path: str) -> ErrorShape:
-    """The error shape of the API `path` belongs to: Manila's under /v2, Magnum's elsewhere."""
-    return manila.MANILA_FAULTS if path == "/v2" or path.startswith("/v2/") else magnum.MAGNUM_ERRORS
+    """The error shape of the API `path` belongs to: Manila's under /v2, Keystone's under
+    /identity, Magnum's elsewhere."""
+    if path == "/v2" or path.startswith("/v2/"):
+        return manila.MANILA_FAULTS
+    if path == "/identity" or path.startswith("/identity/"):
+        return identity.KEYSTONE_ERRORS
+    return magnum.MAGNUM_ERRORS
 
 
 # The one route whose body may exceed the API's limit (it streams to disk, bounded apart).
@@ -182,9 +187,11 @@ def create_app(runtime: Runtime) -> FastAPI:
     install_error_handlers(app, magnum.MAGNUM_ERRORS)  # /v1 (Magnum and floe's extensions) and /
     app.include_router(magnum.router)
     app.include_router(extensions.router)
+    app.include_router(registry.router)  # the image registry's token realm, /registry/token
     # /openapi.json and /v2/openapi.json, before the /v2 mount.
     openapi.install(app, v1=magnum_openapi.document, v2=manila_openapi.document)
     manila.install(app)  # Manila's v2 API for shares at /v2
+    identity.install(app)  # Keystone's v3 API at /identity/v3
     app.add_middleware(manila.RootSwitch)
     app.add_middleware(magnum.MagnumGate)
     app.add_middleware(FloeMiddleware)

@@ -37,6 +37,9 @@ GROUPS = {
     "cluster_templates": "clusters",
     "tokens": "identity",
     "projects": "identity",
+    "users": "identity",
+    "role_assignments": "identity",
+    "application_credentials": "identity",
 }
 _DML = re.compile(r'^\s*(?:INSERT\s+(?:OR\s+\w+\s+)?INTO|UPDATE|DELETE\s+FROM)\s+"?(\w+)', re.IGNORECASE)
 _WROTE = "floe_wrote_groups"
@@ -124,7 +127,8 @@ class ApiCaches:
         self.callers = VersionedCache(self.versions, "identity", ttl=token_ttl, max_bytes=1 << 20)
         self.answers = VersionedCache(self.versions, "clusters", ttl=ttl)
 
-    def caller(self, secret: str) -> Caller | None:
+    def caller(self, secret: str) -> tuple[Caller, float | None] | None:
+        """The caller a token stands for and when the token expires (epoch seconds; None: never)."""
         return self.callers.get(secret)  # type: ignore[return-value]
 
 

@@ -25,7 +25,7 @@ from starlette.routing import Mount
 from floe.api.errors import ErrorShape
 
 MUTATING = ("post", "put", "patch", "delete")
-PUBLIC_PATHS = {"/", "/v1", "/v2"}
+PUBLIC_PATHS = {"/", "/v1", "/v2", "/identity"}
 PHRASES = {
     400: "Bad request: invalid input, in the error shape of the API",
     401: "No valid token (X-Auth-Token)",
@@ -33,7 +33,7 @@ PHRASES = {
     404: "No such object (or not visible to this project)",
     406: "The requested microversion is outside the supported range",
     409: "Conflicts with the object's state (in progress, in use, a name taken, an ambiguous name)",
-    413: "The request body is too large",
+    413: "The request body is too large (Manila: or a quota is exceeded)",
 }
 
 def _error_codes(path: str, method: str, op: dict[str, Any]) -> list[int]:
@@ -41,9 +41,10 @@ def _error_codes(path: str, method: str, op: dict[str, Any]) -> list[int]:
     codes = [400, 401, 406]
     has_params = "{" in path
     names = {p["name"] for p in op.get("parameters", []) if p.get("in") == "query"}
-    if has_params or method != "get" or names & {"marker", "share_id", "share_type"}:  # objects named in the query
+    named = {"marker", "share_id", "share_type", "project_id"}  # objects named in the query
+    if has_params or method != "get" or names & named:
         codes.append(404)  # a named object (or a cluster or share named in the body) that is not there
-    if method in MUTATING or "/quota-sets/" in path or path.startswith("/v1/floe"):
+    if method in MUTATING or "quota-sets/" in path or path.startswith(("/v1/floe", "/v1/quotas", "/v1/stats")):
         codes.append(403)
     if method in MUTATING or has_params:
         codes.append(409)  # also an ambiguous name on lookup

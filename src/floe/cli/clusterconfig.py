@@ -1,13 +1,19 @@
 """`floe cluster config`: a Docker TLS client bundle (ca.pem, cert.pem, key.pem) for one cluster.
 
 The client key is generated here and only its CSR is sent: the private key never leaves this machine.
+Run again on the same directory, it renews the bundle when its certificate is in the last third
+of its life or was signed by a CA the cluster no longer has (after `ca rotate`), and keeps it
+otherwise; a directory floe did not write for this cluster needs --force.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import shlex
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -17,18 +23,37 @@ from floe.client import FloeClient
 
 DOCKER_TLS_PORT = 2376
 BUNDLE_FILES = ("ca.pem", "cert.pem", "key.pem")
+DOCKER_CONFIG_FILE = "config.json"
+# Names the cluster a bundle was written for: only such a bundle is renewed without --force.
+MARKER = ".floe-cluster"
+# A certificate with less than this part of its life left is renewed.
+RENEW_FRACTION = 1 / 3
 
 
 @dataclass(frozen=True)
 class ClusterConfig:
     directory: Path
     docker_host: str
+    expires: datetime | None = None
+    action: str = "wrote"  # "wrote", "renewed" (with `why`) or "kept"
+    why: str = ""
+
+    def note(self) -> str:
+        """What happened, for stderr."""
+        when = f"{self.expires:%Y-%m-%d %H:%M} UTC" if self.expires else "?"
+        if self.action == "kept":
+            return f"kept the bundle in {self.directory}: its certificate is valid until {when}"
+        what = f"renewed the bundle ({self.why})" if self.action == "renewed" else "wrote ca.pem, cert.pem, key.pem"
+        return f"{what} in {self.directory}; the certificate expires {when}"
 
     def export_line(self) -> str:
         """The shell line `eval $(floe cluster config NAME)` runs."""
         return (
             f"export DOCKER_HOST={shlex.quote(self.docker_host)} DOCKER_TLS_VERIFY=1 "
             f"DOCKER_CERT_PATH={shlex.quote(str(self.directory))}"
+            # The docker CLI's config.json with the cluster's registry pull credential.
+            + (f" DOCKER_CONFIG={shlex.quote(str(self.directory))}"
+               if (self.directory / DOCKER_CONFIG_FILE).exists() else "")
         )
 
 
@@ -69,13 +94,53 @@ def _write(path: Path, data: str, mode: int) -> None:
         raise
 
 
-def _prepare_directory(directory: Path, force: bool) -> None:
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _renewal(directory: Path, cluster_uuid: str, ca_pem: str, force: bool) -> tuple[str, str, datetime | None]:
+    """("write" | "renew" | "keep", why, expiry of the kept certificate) for the bundle in `directory`."""
     if directory.exists() and not directory.is_dir():
         raise CLIError(f"{directory} exists and is not a directory")
-    if not force:
-        existing = [name for name in BUNDLE_FILES if (directory / name).exists()]
-        if existing:
-            raise CLIError(f"{directory} already holds {', '.join(existing)}: use --force to overwrite")
+    existing = [name for name in BUNDLE_FILES if (directory / name).exists()]
+    if not existing or force:
+        return "write", "", None
+    if (_read(directory / MARKER) or "").strip() != cluster_uuid:
+        raise CLIError(f"{directory} already holds {', '.join(existing)}: use --force to overwrite")
+    from floe import pki  # cryptography is slow to import; only here
+
+    cert = _read(directory / "cert.pem")
+    if cert is None or _read(directory / "key.pem") is None or not pki.issued_by(cert, ca_pem):
+        return "renew", "the cluster's CA changed", None
+    if (_read(directory / "ca.pem") or "").strip() != ca_pem.strip():
+        return "renew", "the cluster's CA changed", None
+    begins, expires = pki.validity(cert)
+    if expires - datetime.now(UTC) < (expires - begins) * RENEW_FRACTION:
+        return "renew", f"the certificate expires {expires:%Y-%m-%d %H:%M} UTC", None
+    return "keep", "", expires
+
+
+def _write_docker_config(client: FloeClient, uuid: str, target: Path) -> None:
+    """config.json giving the docker CLI the cluster's pull credential for floe's registry.
+
+    Under Docker Hub's key too: nodes use the registry as their docker.io mirror, so `image:
+    python` or `<project id>/tool` are Hub names, and dockerd sends a Hub name's credential to
+    its mirror. A server without a registry (the simulated provider) has none to give.
+    """
+    from floe.client.errors import FloeAPIError
+
+    try:
+        cred = client.registry_credential(uuid)
+    except FloeAPIError as exc:
+        if exc.status == 404:
+            return
+        raise
+    auth = {"auth": base64.b64encode(f"{cred['username']}:{cred['password']}".encode()).decode()}
+    config = {"auths": {"https://index.docker.io/v1/": auth, str(cred["registry"]): auth}}
+    _write(target / DOCKER_CONFIG_FILE, json.dumps(config, indent=2) + "\n", 0o600)
 
 
 def write_cluster_config(
@@ -92,13 +157,17 @@ def write_cluster_config(
         )
     host = docker_host(str(api_address))
     target = (directory or default_directory(name)).expanduser().absolute()
-    _prepare_directory(target, force)
+    uuid = str(cluster["uuid"])
+    ca_pem = client.get_ca(uuid)
+    action, why, expires = _renewal(target, uuid, ca_pem, force)
+    if action == "keep":
+        _write_docker_config(client, uuid, target)
+        return ClusterConfig(directory=target, docker_host=host, expires=expires, action="kept")
 
-    from floe.pki import new_client_key_and_csr  # cryptography is slow to import; only here
+    from floe import pki  # cryptography is slow to import; only here
 
-    key_pem, csr_pem = new_client_key_and_csr()
-    cert_pem = client.sign_csr(str(cluster["uuid"]), csr_pem)
-    ca_pem = client.get_ca(str(cluster["uuid"]))
+    key_pem, csr_pem = pki.new_client_key_and_csr()
+    cert_pem = client.sign_csr(uuid, csr_pem)
 
     if not target.exists():
         target.mkdir(mode=0o700, parents=True)
@@ -106,4 +175,9 @@ def write_cluster_config(
     _write(target / "ca.pem", ca_pem, 0o644)
     _write(target / "cert.pem", cert_pem, 0o644)
     _write(target / "key.pem", key_pem, 0o600)
-    return ClusterConfig(directory=target, docker_host=host)
+    _write(target / MARKER, uuid + "\n", 0o644)
+    _write_docker_config(client, uuid, target)
+    return ClusterConfig(
+        directory=target, docker_host=host, expires=pki.validity(cert_pem)[1],
+        action="renewed" if action == "renew" else "wrote", why=why,
+    )

@@ -182,6 +182,22 @@ def cluster_resize(
     say(f"cluster {name} is {cluster.get('status')} with {cluster.get('node_count')} nodes")
 
 
+@cluster_app.command("rotate-ca")
+def cluster_rotate_ca(
+    name: Annotated[str, typer.Argument(help="Cluster name or uuid.")],
+    wait: WaitOption = False,
+) -> None:
+    """Give the cluster a new CA: client certificates of the old one stop working, containers keep
+    running. Run `floe cluster config` again afterwards for a new bundle."""
+    with api_client() as client:
+        ident = client.rotate_ca(name)
+        if not wait:
+            say(f"Request to rotate the CA of cluster {name} accepted")
+            return
+        cluster = _wait(client, ident, "UPDATE") or {}
+    say(f"cluster {name} is {cluster.get('status')}: get a new bundle with `floe cluster config {name}`")
+
+
 NODE_COLUMNS = ("NAME", "ROLE", "ADDRESS", "STATE", "HEALTH", "HEALTH REASON", "SWARM ID", "UUID")
 
 
@@ -224,14 +240,15 @@ def cluster_config(
 ) -> None:
     """Write Docker TLS client files and print the shell line that uses them.
 
-    Use it as: eval $(floe cluster config NAME)
+    Run again, it renews a bundle it wrote once its certificate nears expiry or the cluster's
+    CA was rotated. Use it as: eval $(floe cluster config NAME)
     """
     from floe.cli.clusterconfig import write_cluster_config
 
     with api_client() as client:
         config = write_cluster_config(client, name, directory, force)
     # stdout carries only the export line, so `eval $(...)` works; the note goes to stderr.
-    stderr_console().print(Text(f"wrote ca.pem, cert.pem, key.pem to {config.directory}"), soft_wrap=True)
+    stderr_console().print(Text(config.note()), soft_wrap=True)
     typer.echo(config.export_line())
 
 

@@ -16,22 +16,32 @@ image_app = typer.Typer(help="Container images for clusters.", no_args_is_help=T
 @image_app.command("import")
 def image_import(
     file: Annotated[Path, typer.Argument(help="A `docker save` tarball.", metavar="FILE.tar")],
+    library: Annotated[bool, typer.Option(
+        "--library", help="Into the public library namespace, pulled by every cluster (admins only)."
+    )] = False,
 ) -> None:
-    """Upload images into floe's registry, for every cluster to pull."""
+    """Upload images into your project's namespace of floe's registry, for your clusters to pull.
+
+    Use them by the names printed (`<project id>/NAME:TAG`); a docker client set up by
+    `floe cluster config` sends the cluster's pull credential (`docker stack deploy
+    --with-registry-auth` passes it on to the nodes).
+    """
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
     size = file.stat().st_size  # also a clear error for a missing file, before connecting
     console = stderr_console()
     with api_client() as client:
         if not console.is_terminal:
-            images = client.import_image(file)
+            images = client.import_image(file, library=library)
         else:
             with Progress(
                 "[progress.description]{task.description}", BarColumn(), DownloadColumn(),
                 TransferSpeedColumn(), console=console, transient=True,
             ) as progress:
                 task = progress.add_task(f"uploading {file.name}", total=size)
-                images = client.import_image(file, progress=lambda done: progress.update(task, completed=done))
+                images = client.import_image(
+                    file, progress=lambda done: progress.update(task, completed=done), library=library
+                )
     if not images:
         stdout_console().print("no images found in the tarball")
         return

@@ -1,7 +1,8 @@
 """The `floe` command line: the root app, which registers one module per noun.
 
-Operator commands (admin) run the server and clean up the host; templates, clusters, images and
-shares go through the API with floe.client. Every failure reaches the user as one `error: ...`
+Operator commands (admin) run the server and clean up the host; login/logout/whoami choose who
+the CLI acts as; templates, clusters, images, shares, projects, users, roles and application
+credentials go through the API with floe.client. Every failure reaches the user as one `error: ...`
 line on stderr and a non-zero exit (see floe.cli.errors).
 """
 
@@ -12,9 +13,10 @@ from typing import Annotated
 import typer
 
 from floe import __version__
-from floe.cli import admin
+from floe.cli import admin, login
 from floe.cli.clusters import cluster_app
 from floe.cli.errors import FloeGroup
+from floe.cli.identity import credential_app, project_app, role_app, user_app
 from floe.cli.images import image_app
 from floe.cli.shares import share_app
 from floe.cli.templates import template_app
@@ -27,10 +29,15 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 admin.register(app)
+login.register(app)
 app.add_typer(template_app, name="template")
 app.add_typer(cluster_app, name="cluster")
 app.add_typer(image_app, name="image")
 app.add_typer(share_app, name="share")
+app.add_typer(project_app, name="project")
+app.add_typer(user_app, name="user")
+app.add_typer(role_app, name="role")
+app.add_typer(credential_app, name="credential")
 
 
 def _version(value: bool) -> None:
@@ -47,6 +54,6 @@ def _root(
 ) -> None:
     """floe: real Docker Swarm clusters behind an OpenStack Magnum-shaped API.
 
-    The client commands talk to FLOE_URL (default http://127.0.0.1:9511) with FLOE_TOKEN, or with
-    the admin token a local server keeps in $FLOE_HOME/admin-token.
+    The client commands talk to FLOE_URL (default http://127.0.0.1:9511) with FLOE_TOKEN, else the
+    token `floe login` stored, else the admin token a local server keeps in $FLOE_HOME/admin-token.
     """

@@ -11,7 +11,7 @@ from rich.text import Text
 
 from floe.cli.errors import CLIError
 from floe.cli.output import OutputFormat, print_json, show_object, stdout_console
-from floe.client import FloeClient, resolve_token, resolve_url
+from floe.client import FloeAPIError, FloeClient, resolve_credentials, resolve_url
 
 FormatOption = Annotated[
     OutputFormat, typer.Option("--format", "-f", help="table for people, json for scripts (the API objects).")
@@ -26,9 +26,18 @@ ChangeWaitOption = Annotated[bool, typer.Option("--wait", help="Wait until the c
 
 @contextmanager
 def api_client() -> Iterator[FloeClient]:
-    """A client for FLOE_URL with FLOE_TOKEN (or the local server's admin token)."""
-    with FloeClient(resolve_url(), resolve_token()) as client:
-        yield client
+    """A client for FLOE_URL with FLOE_TOKEN, the token of `floe login`, or the local server's admin token."""
+    credentials = resolve_credentials()
+    try:
+        with FloeClient(resolve_url(), credentials.token) as client:
+            yield client
+    except FloeAPIError as exc:
+        # A stored login can be revoked behind the user's back (logout elsewhere, a password
+        # changed, a role taken away): say what to do rather than a bare 401.
+        if exc.status == 401 and credentials.login is not None:
+            raise CLIError(f"your login as {credentials.login.describe()} is no longer valid (revoked, or the "
+                           f"server no longer knows it): run `floe login`") from None
+        raise
 
 
 def parse_labels(items: list[str] | None) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""A typed HTTP client for floe's Magnum-shaped v1 API and its floe extensions."""
+"""A typed HTTP client for floe's Magnum-shaped v1 API, its floe extensions, Manila's v2 and Keystone's v3."""
 
 from __future__ import annotations
 
@@ -50,6 +50,10 @@ def _error_from_response(response: httpx.Response) -> FloeAPIError:
     except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
         body = None
     if isinstance(body, dict):
+        keystone = body.get("error")
+        if isinstance(keystone, dict) and isinstance(keystone.get("message"), str):
+            # Keystone's shape: {"error": {"code": 403, "message": "...", "title": "Forbidden"}}.
+            return FloeAPIError(status, str(keystone.get("title") or title), _one_line(keystone["message"]))
         if len(body) == 1:
             # Manila's fault shape: {"itemNotFound": {"code": 404, "message": "..."}}.
             ((name, fault),) = body.items()
@@ -112,21 +116,23 @@ class FloeClient:
     """
 
     def __init__(
-        self, url: str, token: str, timeout: float = 30, *, transport: httpx.BaseTransport | None = None
+        self, url: str, token: str | None, timeout: float = 30, *, transport: httpx.BaseTransport | None = None
     ):
-        """`transport` replaces the network (httpx.MockTransport in tests)."""
+        """`token` None sends no X-Auth-Token (to log in); `transport` replaces the network (tests)."""
         self.url = url.rstrip("/")
         self.timeout = timeout
+        headers = {
+            "OpenStack-API-Version": API_VERSION_HEADER,
+            "Accept": "application/json",
+            "User-Agent": f"floe-client/{CLIENT_VERSION}",
+        }
+        if token:
+            headers["X-Auth-Token"] = token
         try:
             self._http = httpx.Client(
                 base_url=self.url,
                 timeout=timeout,
-                headers={
-                    "X-Auth-Token": token,
-                    "OpenStack-API-Version": API_VERSION_HEADER,
-                    "Accept": "application/json",
-                    "User-Agent": f"floe-client/{CLIENT_VERSION}",
-                },
+                headers=headers,
                 # The API is plain HTTP on localhost by default; proxies from the
                 # environment would only get in the way of reaching it.
                 trust_env=False,
@@ -310,6 +316,11 @@ class FloeClient:
         """GET /v1/certificates/{cluster}: the cluster CA certificate (PEM)."""
         return str(self._object("GET", f"/v1/certificates/{_path(cluster)}")["pem"])
 
+    def rotate_ca(self, cluster: str) -> str:
+        """PATCH /v1/certificates/{cluster} (`coe ca rotate`): queues a new CA; returns the cluster uuid."""
+        answer = self._json("PATCH", f"/v1/certificates/{_path(cluster)}")
+        return str(answer.get("uuid", cluster)) if isinstance(answer, dict) else cluster
+
     def sign_csr(self, cluster_uuid: str, csr_pem: str) -> str:
         """POST /v1/certificates: a client certificate (PEM) signed by the cluster CA."""
         body = {"cluster_uuid": cluster_uuid, "csr": csr_pem}
@@ -317,22 +328,29 @@ class FloeClient:
 
     # -- floe extensions ------------------------------------------------------
 
+    def registry_credential(self, cluster: str) -> JSON:
+        """GET /v1/floe/clusters/{cluster}/registry-credential: the cluster's pull credential for
+        floe's registry (`registry`, `username`, `password`, `namespace`)."""
+        return self._object("GET", f"/v1/floe/clusters/{_path(cluster)}/registry-credential")
+
     def cleanup(self) -> list[str]:
         """POST /v1/floe/cleanup (admin): remove leftovers; returns what was removed."""
         return [str(x) for x in self._object("POST", "/v1/floe/cleanup", json={}).get("removed", [])]
 
     def import_image(
-        self, path: str | os.PathLike[str], progress: Callable[[int], None] | None = None
+        self, path: str | os.PathLike[str], progress: Callable[[int], None] | None = None, library: bool = False
     ) -> list[str]:
-        """Stream a `docker save` tarball to POST /v1/floe/images; returns the image tags loaded.
+        """Stream a `docker save` tarball to POST /v1/floe/images; returns the image names to use.
 
-        `progress`, when given, is called with the number of bytes read after each chunk.
+        The images go to the caller's project namespace, or with `library` (admins) to the
+        public one. `progress`, when given, is called with the number of bytes read after each chunk.
         """
         path = Path(path)
         with path.open("rb") as raw:
             fh: Any = _CountingReader(raw, progress) if progress else raw
             files = {"file": (path.name, fh, "application/x-tar")}
-            body = self._object("POST", "/v1/floe/images", files=files, timeout=UPLOAD_TIMEOUT)
+            params = {"library": "true"} if library else None
+            body = self._object("POST", "/v1/floe/images", files=files, params=params, timeout=UPLOAD_TIMEOUT)
         return [str(x) for x in body.get("images", [])]
 
     # -- shares (Manila's v2 API) ----------------------------------------------
@@ -422,3 +440,205 @@ class FloeClient:
 
     def share_mounts(self, share: str) -> list[JSON]:
         return list(self._object("GET", f"/v1/floe/shares/{_path(share)}/mounts")["mounts"])
+
+    # -- identity (Keystone's v3 API at /identity/v3) ----------------------------
+
+    def _identity(self, method: str, path: str, **kwargs: Any) -> Any:
+        return self._json(method, f"/identity/v3{path}", **kwargs)
+
+    def _issue(self, identity: JSON, scope: JSON | None) -> tuple[str, JSON]:
+        auth: JSON = {"identity": identity}
+        if scope is not None:
+            auth["scope"] = scope
+        response = self._request("POST", "/identity/v3/auth/tokens", params={"nocatalog": "1"},
+                                 json={"auth": auth})
+        secret = response.headers.get("X-Subject-Token", "")
+        try:
+            token = response.json()["token"]
+        except (ValueError, KeyError, TypeError):
+            token = None
+        if not secret or not isinstance(token, dict):
+            raise FloeAPIError(response.status_code, "Bad Response",
+                               f"the server at {self.url} did not issue a Keystone token: is it a floe server?")
+        return secret, token
+
+    def issue_token_password(
+        self, username: str, password: str, *, domain: str = "Default", project: str | None = None,
+        project_id: str | None = None, project_domain: str | None = None,
+    ) -> tuple[str, JSON]:
+        """POST /identity/v3/auth/tokens with a password, scoped to a project (by name or id) or to the
+        user's default project. Returns the token's secret (X-Subject-Token) and its `token` body."""
+        ident = {"methods": ["password"],
+                 "password": {"user": {"name": username, "domain": {"name": domain}, "password": password}}}
+        scope: JSON | None = None
+        if project_id:
+            scope = {"project": {"id": project_id}}
+        elif project:
+            scope = {"project": {"name": project, "domain": {"name": project_domain or domain}}}
+        return self._issue(ident, scope)
+
+    def issue_token_application_credential(self, credential_id: str, secret: str) -> tuple[str, JSON]:
+        """POST /identity/v3/auth/tokens with an application credential; returns (secret, token body)."""
+        ident = {"methods": ["application_credential"],
+                 "application_credential": {"id": credential_id, "secret": secret}}
+        return self._issue(ident, None)
+
+    def validate_token(self, subject: str) -> JSON:
+        """GET /identity/v3/auth/tokens: what the token `subject` is (one's own, or any for an admin)."""
+        body = self._identity("GET", "/auth/tokens", params={"nocatalog": "1"},
+                              headers={"X-Subject-Token": subject})
+        return dict(body["token"])
+
+    def revoke_token(self, subject: str) -> None:
+        """DELETE /identity/v3/auth/tokens: revoke the token `subject`."""
+        self._identity("DELETE", "/auth/tokens", headers={"X-Subject-Token": subject})
+
+    def _find(self, collection: str, key: str, ident: str, kind: str) -> JSON:
+        """An object by id (GET /{collection}/{id}), else by name (GET ?name=); 404 if neither."""
+        try:
+            return dict(self._identity("GET", f"/{collection}/{_path(ident)}")[key])
+        except FloeAPIError as exc:
+            if exc.status != 404:
+                raise
+        found = self._identity("GET", f"/{collection}", params={"name": ident})[collection]
+        if len(found) == 1:
+            return dict(found[0])
+        if len(found) > 1:
+            raise FloeAPIError(409, "Conflict", f"{len(found)} {collection} are named {ident}: give an id")
+        raise FloeAPIError(404, "Not Found", f"no {kind} with the name or id {ident}")
+
+    # projects
+
+    def list_projects(self, name: str | None = None) -> list[JSON]:
+        """GET /identity/v3/projects (admins)."""
+        params = {"name": name} if name is not None else None
+        return list(self._identity("GET", "/projects", params=params)["projects"])
+
+    def get_project(self, ident: str) -> JSON:
+        """A project by id or name."""
+        return self._find("projects", "project", ident, "project")
+
+    def create_project(self, name: str, *, description: str | None = None, enabled: bool = True) -> JSON:
+        """POST /identity/v3/projects."""
+        body: JSON = {"name": name, "enabled": enabled}
+        if description is not None:
+            body["description"] = description
+        return dict(self._identity("POST", "/projects", json={"project": body})["project"])
+
+    def update_project(self, project_id: str, **fields: Any) -> JSON:
+        """PATCH /identity/v3/projects/{id} with the fields given (name, description, enabled)."""
+        return dict(self._identity("PATCH", f"/projects/{_path(project_id)}", json={"project": fields})["project"])
+
+    def delete_project(self, project_id: str) -> None:
+        """DELETE /identity/v3/projects/{id}."""
+        self._identity("DELETE", f"/projects/{_path(project_id)}")
+
+    # users
+
+    def list_users(self, name: str | None = None) -> list[JSON]:
+        """GET /identity/v3/users (admins)."""
+        params = {"name": name} if name is not None else None
+        return list(self._identity("GET", "/users", params=params)["users"])
+
+    def get_user(self, ident: str) -> JSON:
+        """A user by id or name."""
+        return self._find("users", "user", ident, "user")
+
+    def create_user(self, name: str, *, password: str | None = None, default_project_id: str | None = None,
+                    email: str | None = None, description: str | None = None, enabled: bool = True) -> JSON:
+        """POST /identity/v3/users."""
+        body: JSON = {"name": name, "enabled": enabled}
+        optional = {"password": password, "default_project_id": default_project_id, "email": email,
+                    "description": description}
+        body.update({key: value for key, value in optional.items() if value is not None})
+        return dict(self._identity("POST", "/users", json={"user": body})["user"])
+
+    def update_user(self, user_id: str, **fields: Any) -> JSON:
+        """PATCH /identity/v3/users/{id} (name, password, email, description, default_project_id, enabled)."""
+        return dict(self._identity("PATCH", f"/users/{_path(user_id)}", json={"user": fields})["user"])
+
+    def delete_user(self, user_id: str) -> None:
+        """DELETE /identity/v3/users/{id}."""
+        self._identity("DELETE", f"/users/{_path(user_id)}")
+
+    # roles and assignments
+
+    def list_roles(self, name: str | None = None) -> list[JSON]:
+        """GET /identity/v3/roles."""
+        params = {"name": name} if name is not None else None
+        return list(self._identity("GET", "/roles", params=params)["roles"])
+
+    def get_role(self, ident: str) -> JSON:
+        """A role by id or name."""
+        return self._find("roles", "role", ident, "role")
+
+    def _grant_path(self, project_id: str, user_id: str, role_id: str) -> str:
+        return f"/projects/{_path(project_id)}/users/{_path(user_id)}/roles/{_path(role_id)}"
+
+    def grant_role(self, project_id: str, user_id: str, role_id: str) -> None:
+        """PUT /identity/v3/projects/{p}/users/{u}/roles/{r} (idempotent)."""
+        self._identity("PUT", self._grant_path(project_id, user_id, role_id))
+
+    def revoke_role(self, project_id: str, user_id: str, role_id: str) -> None:
+        """DELETE /identity/v3/projects/{p}/users/{u}/roles/{r}."""
+        self._identity("DELETE", self._grant_path(project_id, user_id, role_id))
+
+    def has_role(self, project_id: str, user_id: str, role_id: str) -> bool:
+        """HEAD /identity/v3/projects/{p}/users/{u}/roles/{r}."""
+        try:
+            self._request("HEAD", "/identity/v3" + self._grant_path(project_id, user_id, role_id))
+        except FloeAPIError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    def list_role_assignments(self, *, user_id: str | None = None, project_id: str | None = None,
+                              role_id: str | None = None, include_names: bool = True) -> list[JSON]:
+        """GET /identity/v3/role_assignments filtered by user, project and role."""
+        params = {"user.id": user_id, "scope.project.id": project_id, "role.id": role_id}
+        query = {key: value for key, value in params.items() if value}
+        if include_names:
+            query["include_names"] = "true"
+        return list(self._identity("GET", "/role_assignments", params=query)["role_assignments"])
+
+    # application credentials
+
+    def _credentials(self, user_id: str) -> str:
+        return f"/users/{_path(user_id)}/application_credentials"
+
+    def list_credentials(self, user_id: str, name: str | None = None) -> list[JSON]:
+        """GET /identity/v3/users/{user}/application_credentials."""
+        params = {"name": name} if name is not None else None
+        return list(self._identity("GET", self._credentials(user_id), params=params)["application_credentials"])
+
+    def get_credential(self, user_id: str, ident: str) -> JSON:
+        """An application credential of `user_id` by id or name."""
+        try:
+            return dict(self._identity("GET", f"{self._credentials(user_id)}/{_path(ident)}")
+                        ["application_credential"])
+        except FloeAPIError as exc:
+            if exc.status != 404:
+                raise
+        found = self.list_credentials(user_id, name=ident)
+        if len(found) == 1:
+            return dict(found[0])
+        raise FloeAPIError(404, "Not Found", f"no application credential with the name or id {ident}")
+
+    def create_credential(self, user_id: str, name: str, *, description: str | None = None,
+                          expires_at: str | None = None, roles: list[str] | None = None,
+                          unrestricted: bool = False) -> JSON:
+        """POST /identity/v3/users/{user}/application_credentials; the answer holds the secret (shown once)."""
+        body: JSON = {"name": name, "unrestricted": unrestricted}
+        if description is not None:
+            body["description"] = description
+        if expires_at is not None:
+            body["expires_at"] = expires_at
+        if roles:
+            body["roles"] = [{"name": role} for role in roles]
+        answer = self._identity("POST", self._credentials(user_id), json={"application_credential": body})
+        return dict(answer["application_credential"])
+
+    def delete_credential(self, user_id: str, credential_id: str) -> None:
+        """DELETE /identity/v3/users/{user}/application_credentials/{id}."""
+        self._identity("DELETE", f"{self._credentials(user_id)}/{_path(credential_id)}")

@@ -12,11 +12,13 @@ from floe.db.models import Cluster, Operation
 from floe.errors import Conflict, NotFound
 
 ACTIVE = ("pending", "running")
-# A repair (nodes brought back after a host restart or a node failure) is an update to Magnum's clients.
+# A repair (nodes brought back after a host restart or a node failure) and a CA rotation are
+# updates to Magnum's clients.
 IN_PROGRESS = {
     "create": "CREATE_IN_PROGRESS",
     "update": "UPDATE_IN_PROGRESS",
     "repair": "UPDATE_IN_PROGRESS",
+    "rotate_ca": "UPDATE_IN_PROGRESS",
     "delete": "DELETE_IN_PROGRESS",
 }
 

@@ -1,9 +1,9 @@
-"""The ordered steps of each operation kind (create, update, delete)."""
+"""The ordered steps of each operation kind (create, update, repair, rotate_ca, delete)."""
 
 from __future__ import annotations
 
 from floe.coe.base import COEDriver
-from floe.engine import steps
+from floe.engine import rotation, steps
 from floe.steps import Step
 
 
@@ -41,6 +41,18 @@ def repair_pipeline(driver: COEDriver) -> list[Step]:
     ]
 
 
+def rotate_ca_pipeline(driver: COEDriver) -> list[Step]:
+    """A new cluster CA (Magnum's `ca rotate`): every node's TLS endpoint moves to it, then the cluster does."""
+    return [
+        Step("new_ca", rotation.new_ca, "make the new certificate authority"),
+        # A node the rotation must restart (started before floe's TLS proxy) needs the registry's address.
+        Step("registry", steps.ensure_registry, "start the image registry"),
+        Step("node_certs", rotation.install_node_certs, "give every node a certificate of the new CA"),
+        Step("switch_ca", rotation.switch_ca, "make the new CA the cluster's"),
+        Step("finish", lambda ctx: steps.finish(ctx, "UPDATE_COMPLETE"), "record the cluster's addresses"),
+    ]
+
+
 def delete_pipeline(driver: COEDriver) -> list[Step]:
     return [
         Step("nodes", steps.delete_nodes, "stop the nodes"),
@@ -54,6 +66,10 @@ PIPELINES = {
     "create": create_pipeline,
     "update": update_pipeline,
     "repair": repair_pipeline,
+    "rotate_ca": rotate_ca_pipeline,
     "delete": delete_pipeline,
 }
-FAILED = {"create": "CREATE_FAILED", "update": "UPDATE_FAILED", "repair": "UPDATE_FAILED", "delete": "DELETE_FAILED"}
+FAILED = {
+    "create": "CREATE_FAILED", "update": "UPDATE_FAILED", "repair": "UPDATE_FAILED", "rotate_ca": "UPDATE_FAILED",
+    "delete": "DELETE_FAILED",
+}

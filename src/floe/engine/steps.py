@@ -137,10 +137,14 @@ def ensure_network(ctx: StepContext) -> None:
     ctx.provider.ensure_network(cluster.network())
 
 
-def node_spec(ctx: StepContext, cluster: ClusterRef, node: NodeRef, cluster_size: int = 0) -> NodeSpec:
+def node_spec(
+    ctx: StepContext, cluster: ClusterRef, node: NodeRef, cluster_size: int = 0, ca: tuple[str, str] | None = None
+) -> NodeSpec:
+    """What the provider needs to start `node`; its server certificate is signed by `ca` (cert, key
+    PEMs: a rotation's new CA) or the cluster's."""
+    ca_cert, ca_key = ca or (cluster.ca_cert_pem, cluster.ca_key_pem)
     cert, key = pki.issue_server_cert(
-        cluster.ca_cert_pem, cluster.ca_key_pem, node.name, ips=[node.address, "127.0.0.1"],
-        dns=[node.name, "localhost"],
+        ca_cert, ca_key, node.name, ips=[node.address, "127.0.0.1"], dns=[node.name, "localhost"],
     )
     reg = ctx.params.get("registry")
     return NodeSpec(
@@ -149,7 +153,7 @@ def node_spec(ctx: StepContext, cluster: ClusterRef, node: NodeRef, cluster_size
         address=node.address,
         network=cluster.network(),
         docker_pool=node.docker_pool,
-        tls=TLSMaterial(cluster.ca_cert_pem, cert, key),
+        tls=TLSMaterial(ca_cert, cert, key),
         registry=RegistryInfo(reg["address"], reg["subnet"]) if reg else None,
         labels={"floe.cluster": cluster.uuid, "floe.role": node.role, "floe.node": node.name},
         cluster_size=cluster_size,

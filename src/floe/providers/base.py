@@ -130,8 +130,25 @@ class ProviderWithImageImport(abc.ABC):
     """Capability: the provider's registry accepts `docker save` archives."""
 
     @abc.abstractmethod
-    def import_image_archive(self, path: Path) -> list[str]:
-        """Push every image of the archive into the registry; return the names to use them by."""
+    def import_image_archive(self, path: Path, namespace: str) -> list[str]:
+        """Push every image of the archive into the registry under `namespace`; return the names
+        to use them by."""
+
+    def registry_token_endpoint(self) -> tuple[str, int] | None:
+        """(address, port) where the server must serve the registry's token realm, if it has one."""
+        return None
+
+
+class ProviderWithTLSRenewal(abc.ABC):
+    """Capability: a running node's TLS endpoint can take new certificates (CA rotation)."""
+
+    @abc.abstractmethod
+    def renew_node_tls(self, spec: NodeSpec) -> None:
+        """Make the node's TLS endpoint serve `spec.tls` and trust only its CA (idempotent).
+
+        On return a running node refuses client certificates of any other CA; a node that
+        is not running keeps the files for its next start. Workloads should survive it.
+        """
 
 
 class ProviderWithShareMounts(abc.ABC):

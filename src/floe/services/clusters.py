@@ -15,12 +15,13 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, defer
 
-from floe import ipam, pki
+from floe import ipam
 from floe.db.models import Cluster, ClusterTemplate, Node
 from floe.db.session import Database
 from floe.engine.operations import start_operation
 from floe.errors import Conflict, InvalidInput, NotFound
 from floe.runtime import Runtime
+from floe.services import quotas
 from floe.services.identity import Caller
 from floe.services.templates import (
     MAX_DOCKER_VOLUME_GB,
@@ -128,7 +129,8 @@ def merge_labels(template_labels: dict, labels: dict | None, merge: bool) -> dic
 # What no answer shows (the CA, swarm join tokens, host bookkeeping): reads for the API skip
 # these columns, the CA key being the bulk of a row.
 _NOT_SHOWN = (
-    defer(Cluster.ca_cert_pem), defer(Cluster.ca_key_pem), defer(Cluster.coe_state),
+    defer(Cluster.ca_cert_pem), defer(Cluster.ca_key_pem), defer(Cluster.ca_next_cert_pem),
+    defer(Cluster.ca_next_key_pem), defer(Cluster.coe_state),
     defer(Cluster.subnet), defer(Cluster.swarm_pool), defer(Cluster.host_tag),
 )
 
@@ -228,6 +230,8 @@ def create_cluster(runtime: Runtime, caller: Caller, spec: ClusterSpec) -> Clust
     """
     check_capacity(runtime, spec.master_count, spec.node_count)
     with runtime.db.session() as session:
+        # Before anything is read: the quota check and the insert are one step (services/quotas.py).
+        quotas.lock(session, caller.project_id)
         try:
             ct = find_template(session, caller, spec.cluster_template_id)
         except NotFound as exc:
@@ -263,6 +267,8 @@ def create_cluster(runtime: Runtime, caller: Caller, spec: ClusterSpec) -> Clust
             ),
             master_lb_enabled=ct.master_lb_enabled if spec.master_lb_enabled is None else spec.master_lb_enabled,
         )
+        quotas.enforce(session, runtime.settings, caller.project_id,
+                       {quotas.CLUSTERS: 1, **quotas.cluster_size(cluster)})
         session.add(cluster)
         try:
             session.flush()
@@ -289,8 +295,9 @@ def _node_count(value: Any) -> int:
 def check_capacity(runtime: Runtime, masters: int, workers: int) -> None:
     """InvalidInput unless a cluster of `masters` + `workers` nodes can fit in floe's address range.
 
-    The bound a request can be refused with before anything is built (a project's quota will be
-    a second one); what is free right now is checked by the engine's plan step.
+    The bound a request can be refused with before anything is built (a project's quotas are a
+    second one, checked under the quota lock: `_enforce_growth`); what is free right now is
+    checked by the engine's plan step.
     """
     rng = runtime.settings.network
     most = ipam.max_cluster_nodes(rng)
@@ -300,6 +307,16 @@ def check_capacity(runtime: Runtime, masters: int, workers: int) -> None:
             f"holds at most {most} nodes in one cluster (each node takes a /{ipam.NODE_POOL_PREFIX} for its "
             "dockerd); ask for fewer nodes, or set a larger FLOE_ADDRESS_RANGE"
         )
+
+
+def _enforce_growth(session: Session, runtime: Runtime, cluster: Cluster, node_count: int) -> None:
+    """QuotaExceeded unless the project may grow `cluster` to `node_count` workers (the caller
+    holds the quota lock); shrinking is always allowed."""
+    now = quotas.counted_workers(session, cluster)
+    if node_count <= now:
+        return
+    before, after = quotas.cluster_size(cluster, now), quotas.cluster_size(cluster, node_count)
+    quotas.enforce(session, runtime.settings, cluster.project_id, {k: after[k] - before[k] for k in after})
 
 
 def update_cluster(runtime: Runtime, caller: Caller, ident: str, patch: list[dict[str, Any]]) -> Cluster:
@@ -326,8 +343,10 @@ def update_cluster(runtime: Runtime, caller: Caller, ident: str, patch: list[dic
         node_count = _node_count(p["value"])
     assert node_count is not None
     with runtime.db.session() as session:
+        quotas.lock(session, caller.project_id)  # before anything is read (services/quotas.py)
         cluster = find_cluster(session, caller, ident)
         check_capacity(runtime, cluster.master_count, node_count)
+        _enforce_growth(session, runtime, cluster, node_count)
         start_operation(session, cluster, "update", {"node_count": node_count})
     runtime.wake_engine("operation")
     return cluster
@@ -353,6 +372,7 @@ def resize_cluster(
         raise InvalidInput(f"Nodegroup {nodegroup} could not be found: floe clusters have {WORKER_NODEGROUP}")
     wanted = list(dict.fromkeys(nodes_to_remove or []))
     with runtime.db.session() as session:
+        quotas.lock(session, caller.project_id)  # before anything is read (services/quotas.py)
         cluster = find_cluster(session, caller, ident)
         check_capacity(runtime, cluster.master_count, node_count)
         remove: list[str] = []
@@ -372,6 +392,7 @@ def resize_cluster(
                     f"nodes_to_remove names {len(remove)} node(s) but resizing from {cluster.node_count} "
                     f"to {node_count} removes {max(cluster.node_count - node_count, 0)}"
                 )
+        _enforce_growth(session, runtime, cluster, node_count)
         start_operation(session, cluster, "update", {"node_count": node_count, "nodes_to_remove": remove})
     runtime.wake_engine("operation")
     return cluster
@@ -383,33 +404,3 @@ def delete_cluster(runtime: Runtime, caller: Caller, ident: str) -> None:
         cluster = find_cluster(session, caller, ident)
         start_operation(session, cluster, "delete")
     runtime.wake_engine("operation")
-
-
-# ---------------------------------------------------------------------------
-# Certificates
-
-
-def _ca(cluster: Cluster) -> tuple[str, str]:
-    if not cluster.ca_cert_pem or not cluster.ca_key_pem:
-        raise Conflict(
-            f"cluster {cluster.name} is still being created: its certificate authority does not exist yet"
-        )
-    return cluster.ca_cert_pem, cluster.ca_key_pem
-
-
-def get_ca_certificate(db: Database, caller: Caller, ident: str) -> tuple[str, str]:
-    """(cluster uuid, CA certificate PEM) of one of the caller's clusters."""
-    with db.session() as session:
-        cluster = find_cluster(session, caller, ident)
-        return cluster.uuid, _ca(cluster)[0]
-
-
-def sign_certificate(db: Database, caller: Caller, ident: str, csr_pem: str) -> tuple[str, str]:
-    """(cluster uuid, client certificate PEM) signed by the cluster's CA from `csr_pem`."""
-    with db.session() as session:
-        cluster = find_cluster(session, caller, ident)
-        ca_cert, ca_key = _ca(cluster)
-    try:
-        return cluster.uuid, pki.sign_csr(ca_cert, ca_key, csr_pem)
-    except pki.CSRError as exc:
-        raise InvalidInput(str(exc)) from None

@@ -7,13 +7,12 @@ it. Requests that cannot succeed are refused here, before anything is recorded.
 
 from __future__ import annotations
 
-import os
 import re
 import uuid as uuidlib
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
@@ -22,6 +21,7 @@ from floe.db.models import Cluster, Share, ShareAccessRule, ShareAttachment
 from floe.db.session import Database
 from floe.errors import Conflict, Forbidden, InvalidInput, NotFound
 from floe.runtime import Runtime
+from floe.services import quotas
 from floe.services.clusters import find_cluster
 from floe.services.identity import Caller
 from floe.services.templates import ascii_int, check_dns_name, is_uuid_like
@@ -36,21 +36,6 @@ ACCESS_TYPES = (*CLUSTER_ACCESS_TYPES, "ip")
 MOUNT_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 GIB = 1024**3
 MAX_SHARE_GIB = 1024 * 1024  # 1 PiB: past any backend here, and far from the database's integers
-
-
-@dataclass(frozen=True)
-class Quota:
-    """Per-project share limits (FLOE_SHARE_QUOTA_GB, FLOE_SHARE_QUOTA_SHARES)."""
-
-    gigabytes: int
-    shares: int
-
-    @classmethod
-    def from_env(cls) -> Quota:
-        return cls(
-            gigabytes=int(os.environ.get("FLOE_SHARE_QUOTA_GB") or 1000),
-            shares=int(os.environ.get("FLOE_SHARE_QUOTA_SHARES") or 50),
-        )
 
 
 @dataclass(frozen=True)
@@ -164,29 +149,8 @@ def list_shares(
 def usage(db: Database, caller: Caller) -> tuple[int, int]:
     """(gigabytes, shares) the caller's project uses, pending extends included."""
     with db.session() as session:
-        return _usage(session, caller.project_id)
-
-
-def _usage(session: Session, project_id: str) -> tuple[int, int]:
-    # The larger of the size and a pending extend's target: CASE, as SQLite's two-argument
-    # max() is PostgreSQL's greatest() and neither speaks the other's.
-    size = case((func.coalesce(Share.target_size, 0) > Share.size, Share.target_size), else_=Share.size)
-    gigs, count = session.execute(
-        select(func.coalesce(func.sum(size), 0), func.count(Share.id)).where(Share.project_id == project_id)
-    ).one()
-    return int(gigs), int(count)
-
-
-def _check_quota(session: Session, project_id: str, add_gb: int, add_shares: int) -> None:
-    quota = Quota.from_env()
-    gigs, count = _usage(session, project_id)
-    if count + add_shares > quota.shares:
-        raise Forbidden(f"Share quota exceeded: the project has {count} of {quota.shares} shares.")
-    if gigs + add_gb > quota.gigabytes:
-        raise Forbidden(
-            f"Requested share exceeds allowed project quota: {add_gb} GiB requested, "
-            f"{gigs} of {quota.gigabytes} GiB already used."
-        )
+        used = quotas.share_usage(session, caller.project_id)
+        return used[quotas.GIGABYTES], used[quotas.SHARES]
 
 
 def _positive_size(value: Any, what: str = "size") -> int:
@@ -241,7 +205,9 @@ def create_share(runtime: Runtime, caller: Caller, spec: ShareSpec) -> Share:
         raise InvalidInput("metadata must be an object of strings.")
     _backend(runtime, stype.name)  # refused now if this host cannot serve the type
     with runtime.db.session() as session:
-        _check_quota(session, caller.project_id, size, 1)
+        # Before anything is read: the quota check and the insert are one step (services/quotas.py).
+        quotas.lock(session, caller.project_id)
+        quotas.enforce(session, runtime.settings, caller.project_id, {quotas.SHARES: 1, quotas.GIGABYTES: size})
         if spec.name and session.scalars(
             select(Share.id).where(Share.project_id == caller.project_id, Share.name == spec.name)
         ).first():
@@ -307,6 +273,7 @@ def _check_usable(share: Share, action: str) -> None:
 def extend_share(runtime: Runtime, caller: Caller, ident: str, new_size: Any) -> Share:
     new_size = _positive_size(new_size, "new_size")
     with runtime.db.session() as session:
+        quotas.lock(session, caller.project_id)  # before anything is read (services/quotas.py)
         share = find_share(session, caller, ident)
         _check_usable(share, "extend it")
         if new_size <= share.size:
@@ -320,7 +287,9 @@ def extend_share(runtime: Runtime, caller: Caller, ident: str, new_size: Any) ->
                 f"Share {share.name or share.uuid} is attached to {_where_used(used)}: this host can grow a "
                 "share only while nothing mounts it (its kernel denies online resize); detach it first."
             )
-        _check_quota(session, caller.project_id, new_size - share.size, 0)
+        # A failed extend may have left a larger target, which usage still counts.
+        counted = max(share.size, share.target_size or 0)
+        quotas.enforce(session, runtime.settings, caller.project_id, {quotas.GIGABYTES: new_size - counted})
         share.status, share.target_size, share.status_reason = "extending", new_size, None
         _queue(share)
     _wake(runtime)

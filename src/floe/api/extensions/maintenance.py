@@ -1,4 +1,4 @@
-"""floe's own operator endpoints: orphan cleanup and image import."""
+"""floe's own operator endpoints: orphan cleanup, image import and clusters' registry credentials."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from starlette.requests import ClientDisconnect
 
 from floe.api.auth import CallerDep, RuntimeDep
 from floe.errors import Forbidden, InvalidInput
-from floe.services import images, maintenance
+from floe.services import images, maintenance, registry
 
 router = APIRouter(prefix="/v1/floe", tags=["floe"])
 
@@ -126,16 +126,15 @@ class _ArchiveWriter:
         "application/x-tar": {"schema": {"type": "string", "format": "binary"}},
     }}},
 )
-async def import_image(request: Request, runtime: RuntimeDep, caller: CallerDep) -> dict:
-    """Import a `docker save` tarball into the registry every node uses (admin only).
+async def import_image(request: Request, runtime: RuntimeDep, caller: CallerDep, library: bool = False) -> dict:
+    """Import a `docker save` tarball into the caller's project namespace of the registry every
+    node uses (`?library=true`: the public library namespace, admins only).
 
     The caller is checked before a byte of the body is read, and the body streams to one
     temporary file under $FLOE_HOME/tmp (gone once the import ends, or the upload is refused
     for passing FLOE_MAX_IMAGE_BYTES).
     """
-    if not caller.is_admin:
-        # The registry is shared by every project: only an admin may publish into it.
-        raise Forbidden("only an admin may import images into floe's shared registry")
+    images.check_import(caller, library)
     tmpdir = runtime.settings.home / "tmp"
     tmpdir.mkdir(parents=True, exist_ok=True, mode=0o700)
     with tempfile.NamedTemporaryFile(dir=tmpdir, suffix=".tar") as tmp:
@@ -147,4 +146,10 @@ async def import_image(request: Request, runtime: RuntimeDep, caller: CallerDep)
         except ClientDisconnect:
             raise InvalidInput("the upload ended before its body did") from None
         await run_in_threadpool(writer.finish)
-        return {"images": await run_in_threadpool(images.import_archive, runtime, caller, Path(tmp.name))}
+        return {"images": await run_in_threadpool(images.import_archive, runtime, caller, Path(tmp.name), library)}
+
+
+@router.get("/clusters/{ident}/registry-credential")
+def cluster_registry_credential(ident: str, runtime: RuntimeDep, caller: CallerDep) -> dict:
+    """The cluster's pull credential for floe's registry: pulls library and the project's images."""
+    return registry.cluster_pull_credential(runtime, caller, ident)

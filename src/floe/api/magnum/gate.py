@@ -20,7 +20,7 @@ from floe.api.microversions import VersionError
 from floe.errors import NotAuthorized
 
 # Magnum's bookmark links are unversioned (/clusters/<uuid>); it serves them as /v1.
-BOOKMARK_ROOTS = ("clusters", "clustertemplates", "certificates", "mservices")
+BOOKMARK_ROOTS = ("clusters", "clustertemplates", "certificates", "mservices", "quotas", "stats")
 
 
 def with_bookmarks(path: str) -> str:
@@ -68,9 +68,13 @@ class MagnumGate:
         headers.update(versions.version_headers(version))
         if path != "/v1":  # the discovery document is public
             try:
-                await auth.authenticate(scope)
+                caller = await auth.authenticate(scope)
             except NotAuthorized as exc:
                 await MAGNUM_ERRORS.response(401, exc.detail, request_id)(scope, receive, send)
+                return
+            refusal = auth.authorize(scope, caller)
+            if refusal is not None:
+                await MAGNUM_ERRORS.response(403, refusal, request_id)(scope, receive, send)
                 return
             if cacheable(scope):
                 await self._cached(scope, receive, send)

@@ -1,6 +1,6 @@
 """Magnum routes that stock clients call for common commands but floe has no feature behind:
-`coe service list` (floe's engine is its one service), `coe cluster upgrade` and `coe ca rotate`
-(refused with a 400 naming what is supported, rather than a bare 404/405)."""
+`coe service list` (floe's engine is its one service) and `coe cluster upgrade` (refused with
+a 400 naming what is supported, rather than a bare 404/405)."""
 
 from __future__ import annotations
 
@@ -46,15 +46,4 @@ def upgrade_cluster(runtime: RuntimeDep, caller: CallerDep, ident: str) -> dict[
         f"Cluster upgrade is not supported by floe (cluster {cluster.uuid}): a floe cluster's nodes run "
         "the host's Docker. Supported cluster actions are resize (POST /v1/clusters/{id}/actions/resize) "
         "and update (PATCH /v1/clusters/{id})."
-    )
-
-
-@router.patch("/certificates/{cluster_ident}")
-def rotate_ca(runtime: RuntimeDep, caller: CallerDep, cluster_ident: str) -> dict[str, Any]:
-    """Refused for now: each cluster keeps the CA it was created with."""
-    cluster = clusters.get_cluster(runtime.db, caller, cluster_ident).cluster
-    raise InvalidInput(
-        f"Rotating the CA of cluster {cluster.uuid} is not supported by floe. Supported certificate "
-        "operations are showing the CA (GET /v1/certificates/{cluster}) and signing a CSR "
-        "(POST /v1/certificates)."
     )

@@ -118,7 +118,7 @@ def v1(request: Request) -> dict:
         ],
         "media_types": [{"base": "application/json", "type": "application/vnd.openstack.magnum.v1+json"}],
     }
-    # Only the collections floe serves (Magnum also lists quotas, stats, nodegroups…).
-    for name in ("clustertemplates", "clusters", "certificates", "mservices"):
+    # Only the collections floe serves (Magnum also lists nodegroups, federations…).
+    for name in ("clustertemplates", "clusters", "certificates", "mservices", "quotas", "stats"):
         doc[name] = _collection_links(base, name)
     return doc

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import re
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 
 from floe import __version__
 from floe.api.errors import install_error_handlers
-from floe.api.manila import extras, shares, versions
+from floe.api.http import request_id_of
+from floe.api.manila import extras, quotas, shares, versions
 from floe.api.manila.errors import MANILA_FAULTS
 from floe.api.manila.gate import ManilaGate
+from floe.errors import QuotaExceeded
 
 
 def create_manila_app(parent: FastAPI) -> FastAPI:
@@ -20,7 +23,15 @@ def create_manila_app(parent: FastAPI) -> FastAPI:
     app.state.runtime = parent.state.runtime
     app.state.caches = parent.state.caches
     install_error_handlers(app, MANILA_FAULTS)
+
+    async def over_quota(request: Request, exc: Exception) -> JSONResponse:
+        # Manila answers a quota error 413 (its QuotaError), where Magnum answers 403.
+        assert isinstance(exc, QuotaExceeded)
+        return MANILA_FAULTS.response(413, exc.detail, request_id_of(request))
+
+    app.add_exception_handler(QuotaExceeded, over_quota)
     app.include_router(shares.router)
+    app.include_router(quotas.router)
     app.include_router(extras.router)  # share networks, snapshots, pools: none or refused
     app.add_middleware(ManilaGate)
     return app

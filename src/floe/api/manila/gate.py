@@ -45,6 +45,10 @@ class ManilaGate:
         except NotAuthorized as exc:
             await MANILA_FAULTS.response(401, exc.detail, request_id)(scope, receive, send)
             return
+        refusal = auth.authorize(scope, caller)
+        if refusal is not None:
+            await MANILA_FAULTS.response(403, refusal, request_id)(scope, receive, send)
+            return
         m = _PROJECT_IN_PATH.match(scope["path"])
         if m:
             if m.group(1).lower() != caller.project_id.lower():

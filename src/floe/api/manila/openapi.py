@@ -100,6 +100,22 @@ SHARE_ACTION = {
     ],
 }
 
+_QUOTA = {"type": ["integer", "string", "null"], "description": "-1 (unlimited) or 0 to 2147483647."}
+QUOTA_SET_UPDATE = {
+    "type": "object",
+    "required": ["quota_set"],
+    "properties": {
+        "quota_set": {
+            "type": "object",
+            "description": "floe's share quotas are shares and gigabytes; Manila's others may only be 0.",
+            "properties": {
+                "shares": _QUOTA, "gigabytes": _QUOTA, "tenant_id": _NULLABLE_STRING,
+                "force": {"type": ["boolean", "string", "null"]},
+            },
+        }
+    },
+}
+
 
 def _query(name: str, schema: dict[str, Any], required: bool = False, description: str = "") -> dict[str, Any]:
     out = {"name": name, "in": "query", "required": required, "schema": schema}
@@ -130,11 +146,14 @@ MANILA_BODIES = {
     ("/shares", "post"): SHARE_CREATE,
     ("/shares/{ident}", "put"): SHARE_UPDATE,
     ("/shares/{ident}/action", "post"): SHARE_ACTION,
+    ("/quota-sets/{project_id}", "put"): QUOTA_SET_UPDATE,
+    ("/os-quota-sets/{project_id}", "put"): QUOTA_SET_UPDATE,
 }
 # Success codes beyond what the route declares: actions answer 200 with a body (access rules)
 # or 202 without one.
 MANILA_EXTRA_SUCCESS = {("/shares/{ident}/action", "post"): {"202": {"description": "Accepted (no body)"}}}
-_NO_BODY = {("/shares/{ident}", "delete")}
+_NO_BODY = {("/shares/{ident}", "delete"), ("/quota-sets/{project_id}", "delete"),
+            ("/os-quota-sets/{project_id}", "delete")}
 
 
 def document(manila: FastAPI) -> dict[str, Any]:

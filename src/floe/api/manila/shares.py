@@ -1,4 +1,4 @@
-"""Manila's v2 resources under /v2: shares, share types, access rules, export locations, limits.
+"""Manila's v2 resources under /v2: shares, share types, access rules, export locations.
 
 Field names and shapes are Manila's (python-manilaclient and `openstack share …` read them);
 microversion-dependent fields follow the negotiated version where clients care.
@@ -208,21 +208,7 @@ def type_extra_specs(runtime: RuntimeDep, caller: CallerDep, ident: str) -> dict
     return {"extra_specs": dict(svc.find_type(runtime, ident).info.extra_specs)}
 
 
-# -- limits, quotas, availability zones -------------------------------------------------
-
-
-@router.get("/limits")
-def limits(runtime: RuntimeDep, caller: CallerDep) -> dict[str, Any]:
-    """The project's absolute limits and what it uses."""
-    gigs, count = svc.usage(runtime.db, caller)
-    return {"limits": views.limits_view(svc.Quota.from_env(), gigs, count)}
-
-
-@router.get("/quota-sets/{project_id}")
-def quota_set(runtime: RuntimeDep, caller: CallerDep, project_id: str) -> dict[str, Any]:
-    if project_id != caller.project_id and not caller.is_admin:
-        raise Forbidden("Only an admin may see another project's quotas.")
-    return {"quota_set": views.quota_set_view(project_id, svc.Quota.from_env())}
+# -- availability zones (quotas and limits: quotas.py) -----------------------------------
 
 
 @router.get("/availability-zones")

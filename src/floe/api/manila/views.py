@@ -12,6 +12,7 @@ from floe.api.http import host_url
 from floe.api.manila.versions import request_version
 from floe.db.models import Share, ShareAccessRule
 from floe.services import shares as svc
+from floe.services.quotas import QuotaSet
 
 AVAILABILITY_ZONE = "floe"
 AVAILABILITY_ZONE_ID = "8d1c1c1e-6a3c-5a7e-9b0e-0f1c9e3d2a10"
@@ -134,19 +135,34 @@ def location_view(share: Share, loc: dict, admin: bool) -> dict[str, Any]:
     return out
 
 
-def limits_view(quota: svc.Quota, gigabytes_used: int, shares_used: int) -> dict[str, Any]:
+def limits_view(found: QuotaSet) -> dict[str, Any]:
     """Manila's absolute limits: the project's quota and what it uses (no snapshots, no networks)."""
     return {"rate": [], "absolute": {
-        "maxTotalShares": quota.shares, "maxTotalShareGigabytes": quota.gigabytes,
-        "totalSharesUsed": shares_used, "totalShareGigabytesUsed": gigabytes_used,
+        "maxTotalShares": found.limits["shares"], "maxTotalShareGigabytes": found.limits["gigabytes"],
+        "totalSharesUsed": found.in_use["shares"], "totalShareGigabytesUsed": found.in_use["gigabytes"],
         "maxTotalShareSnapshots": 0, "maxTotalSnapshotGigabytes": 0, "totalShareSnapshotsUsed": 0,
         "totalSnapshotGigabytesUsed": 0, "maxTotalShareNetworks": 0, "totalShareNetworksUsed": 0,
     }}
 
 
-def quota_set_view(project_id: str, quota: svc.Quota) -> dict[str, Any]:
-    return {"id": project_id, "shares": quota.shares, "gigabytes": quota.gigabytes,
-            "snapshots": 0, "snapshot_gigabytes": 0, "share_networks": 0}
+# Manila's quotas floe has nothing to count for: always 0.
+NO_QUOTA = ("snapshots", "snapshot_gigabytes", "share_networks")
+
+
+def quota_set_view(project_id: str, limits: dict[str, int]) -> dict[str, Any]:
+    """Manila's quota set: shares and gigabytes, and 0 for what floe's shares do not have."""
+    return {"id": project_id, "shares": limits["shares"], "gigabytes": limits["gigabytes"],
+            **dict.fromkeys(NO_QUOTA, 0)}
+
+
+def quota_set_detail_view(found: QuotaSet) -> dict[str, Any]:
+    """Manila's detailed quota set (2.25): each quota's limit, in_use and reserved (floe reserves nothing)."""
+    out: dict[str, Any] = {"id": found.project_id}
+    for key, limit in found.limits.items():
+        out[key] = {"limit": limit, "in_use": found.in_use[key], "reserved": 0}
+    for key in NO_QUOTA:
+        out[key] = {"limit": 0, "in_use": 0, "reserved": 0}
+    return out
 
 
 def pool_view(t: svc.ShareType, host: str, detail: bool) -> dict[str, Any]:

@@ -94,6 +94,9 @@ class Cluster(Base):
     swarm_pool: Mapped[str | None] = mapped_column(String(43), default=None)
     ca_cert_pem: Mapped[str | None] = mapped_column(Text, default=None)
     ca_key_pem: Mapped[str | None] = mapped_column(Text, default=None)
+    # The CA a rotation moves to: kept beside the current one until every node serves it.
+    ca_next_cert_pem: Mapped[str | None] = mapped_column(Text, default=None)
+    ca_next_key_pem: Mapped[str | None] = mapped_column(Text, default=None)
     # Swarm join tokens: secrets, never returned by the API.
     coe_state: Mapped[dict] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -8,6 +8,13 @@ Process tree of a node (pid 1 of its own pid namespace is docker-init):
 The unshare process is the handle floe keeps (pidfile): SIGKILL on it makes the kernel
 SIGKILL its child (--kill-child), and the death of a pid namespace's init kills every
 process in it, so one signal stops the whole node. unshare ignores SIGTERM.
+
+Users reach dockerd over mutual TLS on ADDRESS:2376 through floe's TLS proxy (tlsproxy.py), a
+child of the node's pid 1 started beside dockerd, which itself listens on its unix socket only:
+the proxy reloads its certificates when the files change, dockerd could not (CA rotation).
+
+With the restricted node policy, a sh before docker-init starts the policy's authorization
+plugin (authz.py, restarted if it dies) in the node and waits for its socket in the node's /run.
 """
 
 from __future__ import annotations
@@ -16,7 +23,10 @@ import ipaddress
 import itertools
 import json
 import os
+import shlex
+import ssl
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +34,8 @@ from pathlib import Path
 import httpx
 
 from floe.host import cgroups, commands, mounts, processes
-from floe.providers.base import NodeSpec, ProviderError
+from floe.providers.base import NodeSpec, ProviderError, TLSMaterial
+from floe.providers.local import authz
 
 TLS_PORT = 2376
 READY_TIMEOUT = 90.0
@@ -36,8 +47,9 @@ SOCKET_NAME = "docker.sock"
 # Runs as the node's pid 1 before docker-init; all variable parts are positional
 # arguments, never spliced into the script.
 #   $1 hostname, $2 the cluster's share directory ("" for none), $3 $4 floe's storage root
-#   and nodes directory (whose mounts the node drops), then cgroup.procs files, "--",
-#   mount triples (type target options), "--", command
+#   and nodes directory (whose mounts the node drops), $5 the TLS proxy's command line as one
+#   shell-quoted word list ("" for none), then cgroup.procs files, "--", mount triples
+#   (type target options), "--", command
 #
 # Shares: the host's share directory of the cluster is a shared mount, rbound here onto
 # /mnt as a slave, so a share mounted there later appears at /mnt/<name> in every node.
@@ -46,7 +58,7 @@ SOCKET_NAME = "docker.sock"
 NODE_SCRIPT = r"""
 set -e
 hostname "$1"
-shares="$2"; storage="$3"; nodes="$4"; shift 4
+shares="$2"; storage="$3"; nodes="$4"; proxy="$5"; shift 5
 while [ "$1" != "--" ]; do echo 0 > "$1"; shift; done; shift
 mount -t tmpfs -o mode=755 tmpfs /run
 umount -l /sys
@@ -60,6 +72,10 @@ if [ -n "$storage" ] && [ -n "$nodes" ]; then
   { awk -v s="$storage" -v n="$nodes/" \
       '$5 == s || index($5, s "/") == 1 || (index($5, n) == 1 && $5 ~ /\/\.mnt(\/|$)/) {print $5}' \
       /proc/self/mountinfo | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done; } || true
+fi
+if [ -n "$proxy" ]; then
+  # Restarted if it ever dies; it goes with the node (a child of the node's pid 1).
+  ( while :; do eval "$proxy"; sleep 1; done ) &
 fi
 exec "$@"
 """
@@ -93,6 +109,10 @@ class NodePaths:
         return self.dir / "dockerd.log"
 
     @property
+    def policy_log(self) -> Path:
+        return self.dir / "policy.log"
+
+    @property
     def meta(self) -> Path:
         return self.dir / "node.json"
 
@@ -105,8 +125,8 @@ class NodePaths:
         return self.dir / "tls"
 
 
-def daemon_config(spec: NodeSpec, paths: NodePaths, cgroup: str) -> dict:
-    """daemon.json of a node."""
+def daemon_config(spec: NodeSpec, paths: NodePaths, cgroup: str, restricted: bool = False) -> dict:
+    """daemon.json of a node; `restricted`: every request is put to the node policy (authz.py)."""
     try:
         pool = ipaddress.IPv4Network(spec.docker_pool)
     except ValueError as exc:
@@ -117,11 +137,8 @@ def daemon_config(spec: NodeSpec, paths: NodePaths, cgroup: str) -> dict:
     config: dict = {
         "bip": f"{bridge_net.network_address + 1}/24",
         "default-address-pools": [{"base": str(pools_net), "size": 26}],
-        "hosts": [f"unix://{paths.sock}", f"tcp://{spec.address}:{TLS_PORT}"],
-        "tlsverify": True,
-        "tlscacert": str(paths.tls_dir / "ca.pem"),
-        "tlscert": str(paths.tls_dir / "cert.pem"),
-        "tlskey": str(paths.tls_dir / "key.pem"),
+        # TLS on ADDRESS:2376 is the node's TLS proxy's (tlsproxy.py), so its certificates can change.
+        "hosts": [f"unix://{paths.sock}"],
         "shutdown-timeout": 2,
         "labels": [f"{k}={v}" for k, v in sorted(spec.labels.items())],
         # Absolute: containers go to /<cgroup>/<id>, next to the daemons in /<cgroup>/daemon.
@@ -134,27 +151,74 @@ def daemon_config(spec: NodeSpec, paths: NodePaths, cgroup: str) -> dict:
         "pidfile": "/run/docker.pid",
         "log-opts": {"max-size": "10m", "max-file": "3"},
     }
+    if restricted:
+        config.update(authz.daemon_options())
     if spec.registry is not None:
         config["registry-mirrors"] = [f"http://{spec.registry.address}"]
         config["insecure-registries"] = [spec.registry.address]
     return config
 
 
-def write_files(spec: NodeSpec, paths: NodePaths, cgroup: str) -> None:
+def write_files(spec: NodeSpec, paths: NodePaths, cgroup: str, restricted: bool = False) -> None:
     """daemon.json, TLS files (key 0600) and node.json; the directory is 0700 (it holds docker.sock)."""
     if len(os.fsencode(paths.sock)) > MAX_SOCKET_PATH:
         raise ProviderError(f"node directory path too long for a unix socket: {paths.sock}")
     paths.dir.mkdir(parents=True, exist_ok=True)
     os.chmod(paths.dir, 0o700)
-    paths.tls_dir.mkdir(mode=0o700, exist_ok=True)
-    commands.write_file(paths.tls_dir / "ca.pem", spec.tls.ca_pem)
-    commands.write_file(paths.tls_dir / "cert.pem", spec.tls.cert_pem)
-    commands.write_file(paths.tls_dir / "key.pem", spec.tls.key_pem, mode=0o600)
-    commands.write_file(paths.config, json.dumps(daemon_config(spec, paths, cgroup), indent=2))
+    write_tls(paths, spec.tls)
+    commands.write_file(paths.config, json.dumps(daemon_config(spec, paths, cgroup, restricted), indent=2))
     meta = {
         "name": spec.name, "address": spec.address, "tls_url": f"tcp://{spec.address}:{TLS_PORT}", "cgroup": cgroup,
     }
     commands.write_file(paths.meta, json.dumps(meta))
+
+
+def write_tls(paths: NodePaths, tls: TLSMaterial) -> None:
+    """The TLS proxy's files, each replaced atomically (key 0600).
+
+    Key first, CA last: the proxy refuses a certificate without its key and retries a second
+    later, so it never serves a mix of old and new files for long.
+    """
+    paths.tls_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    commands.write_file(paths.tls_dir / "key.pem", tls.key_pem, mode=0o600)
+    commands.write_file(paths.tls_dir / "cert.pem", tls.cert_pem)
+    commands.write_file(paths.tls_dir / "ca.pem", tls.ca_pem)
+
+
+def dockerd_serves_tls(paths: NodePaths) -> bool:
+    """Whether the node's dockerd listens on TCP itself (nodes started before the TLS proxy)."""
+    try:
+        config = json.loads(paths.config.read_text())
+    except (OSError, ValueError):
+        return False
+    return bool(config.get("tlsverify")) or any(str(h).startswith("tcp://") for h in config.get("hosts", []))
+
+
+def wait_serving(address: str, ca_pem: str, timeout: float = READY_TIMEOUT) -> None:
+    """Wait until ADDRESS:TLS_PORT presents a certificate issued by `ca_pem`'s CA.
+
+    Only the server's certificate is read (TLS 1.3 sends it before asking for the client's).
+    """
+    from cryptography import x509  # slow to import; only rotation needs it here
+    from cryptography.exceptions import InvalidSignature
+
+    ca = x509.load_pem_x509_certificate(ca_pem.encode())
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while True:
+        try:
+            served = ssl.get_server_certificate((address, TLS_PORT), timeout=2.0)
+            x509.load_pem_x509_certificate(served.encode()).verify_directly_issued_by(ca)
+            return
+        except (OSError, ValueError, TypeError, InvalidSignature) as exc:
+            last = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        if time.monotonic() > deadline:
+            raise ProviderError(
+                f"the TLS endpoint {address}:{TLS_PORT} does not serve a certificate of the new CA "
+                f"after {timeout:.0f}s ({last})",
+                temporary=True,
+            )
+        time.sleep(0.1)
 
 
 def read_meta(paths: NodePaths) -> dict:
@@ -186,12 +250,17 @@ def launch(
     cgroup_procs: list[str],
     shares_dir: Path | None = None,
     hidden: tuple[Path, Path] | None = None,
+    tls_address: str | None = None,
+    restricted: bool = False,
 ) -> subprocess.Popen:
     """Start the node detached (own session) and record its pid.
 
     `shares_dir` (a shared mount) becomes the node's /mnt; `hidden` names floe's storage
-    root and nodes directory, whose share mounts the node drops from its own view.
+    root and nodes directory, whose share mounts the node drops from its own view;
+    `tls_address` is where the node's TLS proxy listens (port TLS_PORT); `restricted` starts
+    the node policy's plugin (authz.py) before dockerd.
     """
+    proxy = shlex.join(tls_proxy_command(paths, tls_address)) if tls_address else ""
     mount_args: list[str] = []
     for m in cgroups.mounts():
         mount_args += [m.fstype, m.target, m.options]
@@ -200,12 +269,22 @@ def launch(
         commands.binary("unshare"), "--mount", "--uts", "--pid", "--fork", "--mount-proc",
         "--kill-child", "--propagation", "slave", "--",
         "/bin/sh", "-c", NODE_SCRIPT, "floe-node",
-        hostname, str(shares_dir or ""), *(str(p) for p in hidden or ("", "")), *cgroup_procs, "--", *mount_args, "--",
-        commands.binary("docker-init"), "--", commands.binary("dockerd"), "--config-file", str(paths.config),
+        hostname, str(shares_dir or ""), *(str(p) for p in hidden or ("", "")), proxy,
+        *cgroup_procs, "--", *mount_args, "--",
     ]
+    command = [commands.binary("docker-init"), "--", commands.binary("dockerd"), "--config-file", str(paths.config)]
+    args += authz.node_command(command, str(paths.policy_log)) if restricted else command
     proc = processes.spawn_detached(args, paths.log, paths.dir)
     commands.write_file(paths.pidfile, f"{proc.pid}\n")
     return proc
+
+
+def tls_proxy_command(paths: NodePaths, address: str) -> list[str]:
+    """The node's TLS proxy: this Python, isolated and without site-packages (it needs the stdlib only)."""
+    return [
+        sys.executable, "-I", "-S", str(Path(__file__).with_name("tlsproxy.py")),
+        address, str(TLS_PORT), str(paths.tls_dir), str(paths.sock),
+    ]
 
 
 def wait_ready(paths: NodePaths, pid: int, timeout: float = READY_TIMEOUT) -> None:

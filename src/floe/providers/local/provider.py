@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING
 
 import httpx
 
+from floe import registry_auth
+from floe.config import NODE_POLICIES
 from floe.host import cgroups, commands, firewall, mounts, neighbours, netns, processes
 from floe.providers.base import (
     InfraProvider,
@@ -31,6 +33,7 @@ from floe.providers.base import (
     ProviderError,
     ProviderWithImageImport,
     ProviderWithShareMounts,
+    ProviderWithTLSRenewal,
     RegistryInfo,
 )
 from floe.providers.local import images, naming, node, registry
@@ -72,13 +75,17 @@ def _kill_nodes(unshare_pids: set[int], inner_pids: set[int]) -> bool:
     return processes.wait_gone(unshare_pids | inner_pids)
 
 
-class LocalProvider(InfraProvider, ProviderWithImageImport, ProviderWithShareMounts):
+class LocalProvider(InfraProvider, ProviderWithImageImport, ProviderWithShareMounts, ProviderWithTLSRenewal):
     """Nodes as network namespaces with their own dockerd; needs root."""
 
     name = "local"
 
-    def __init__(self, home: Path, infra_subnet: str, registry_port: int = 5000):
+    def __init__(self, home: Path, infra_subnet: str, registry_port: int = 5000, node_policy: str = "open"):
         self.home = Path(home).absolute()
+        if node_policy not in NODE_POLICIES:
+            raise ProviderError(f"unknown node policy {node_policy!r}: use one of {', '.join(NODE_POLICIES)}")
+        # Applies to the nodes this provider starts: a running node keeps the policy it started with.
+        self.node_policy = node_policy
         try:
             self.infra_net = ipaddress.IPv4Network(infra_subnet)
         except ValueError as exc:
@@ -90,6 +97,10 @@ class LocalProvider(InfraProvider, ProviderWithImageImport, ProviderWithShareMou
         self.infra_ip = str(self.infra_net.network_address + 1)
         self.registry_port = registry_port
         self.registry_address = f"{self.infra_ip}:{registry_port}"
+        # floe's token realm listens beside the registry (the API's own address is loopback,
+        # which nodes cannot reach); the server binds it (registry_token_endpoint).
+        self.token_port = registry_port + 1 if registry_port < 65535 else registry_port - 1
+        self._keys = registry_auth.keys(self.home)
         self._registry_paths = registry.RegistryPaths(self.home / "registry")
         self._api_version: str | None = None  # the nodes' Docker API version, once a node told it
 
@@ -130,6 +141,8 @@ class LocalProvider(InfraProvider, ProviderWithImageImport, ProviderWithShareMou
             ("INPUT", ["-i", bridge, "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT"]),
             ("INPUT", ["-i", bridge, "-p", "tcp", "-d", self.infra_ip, "--dport", str(self.registry_port),
                        "-j", "ACCEPT"]),
+            ("INPUT", ["-i", bridge, "-p", "tcp", "-d", self.infra_ip, "--dport", str(self.token_port),
+                       "-j", "ACCEPT"]),
             ("INPUT", ["-i", bridge, "-j", "DROP"]),
         ]
 
@@ -140,6 +153,7 @@ class LocalProvider(InfraProvider, ProviderWithImageImport, ProviderWithShareMou
         return [
             ("INPUT", ["-i", "lo", "-d", ip, "-j", "ACCEPT"]),
             ("INPUT", ["-d", ip, "-p", "tcp", "--dport", str(self.registry_port), "-j", "DROP"]),
+            ("INPUT", ["-d", ip, "-p", "tcp", "--dport", str(self.token_port), "-j", "DROP"]),
         ]
 
     # -- interface -------------------------------------------------------------
@@ -210,22 +224,33 @@ class LocalProvider(InfraProvider, ProviderWithImageImport, ProviderWithShareMou
                 "comment": naming.infra_comment(self.home, self.infra_net),
             }) + "\n")
 
+    def registry_token_endpoint(self) -> tuple[str, int]:
+        """Where floe's token realm must listen for the registry's clients (the host and nodes)."""
+        return self.infra_ip, self.token_port
+
+    def _token_auth(self) -> registry.TokenAuth:
+        keys = self._keys.ensure()
+        return registry.TokenAuth(
+            realm=f"http://{self.infra_ip}:{self.token_port}{registry_auth.TOKEN_PATH}",
+            service=registry_auth.SERVICE, issuer=registry_auth.ISSUER, rootcertbundle=keys.cert_file,
+        )
+
     def ensure_registry(self) -> RegistryInfo:
-        """Start (or adopt) the registry on the infra address and make sure busybox is in it."""
+        """Start (or adopt) the registry on the infra address and make sure the shipped images are in it."""
         paths = self._registry_paths
         with self._lock("registry"):
             self.ensure_infra()
-            pid = registry.ensure_running(paths, self.infra_ip, self.registry_port)
+            pid = registry.ensure_running(paths, self.infra_ip, self.registry_port, self._token_auth())
             # Plain HTTP: verify=False skips loading the CA bundle (~30 ms per client).
             with httpx.Client(timeout=10.0, trust_env=False, verify=False) as client:
                 registry.wait_ready(client, self.registry_address, pid, paths)
-                images.ensure_busybox(client, self.registry_address, paths.cache)
+                images.ensure_shipped(client, self.registry_address, paths.cache, self._keys)
         return RegistryInfo(address=self.registry_address, subnet=str(self.infra_net))
 
-    def import_image_archive(self, path: Path) -> list[str]:
-        """Push the images of a `docker save` tarball to the registry; return names for stack files."""
+    def import_image_archive(self, path: Path, namespace: str) -> list[str]:
+        """Push the images of a `docker save` tarball into `namespace`; return names for stack files."""
         self.ensure_registry()
-        return images.import_archive(Path(path), self.registry_address)
+        return images.import_archive(Path(path), self.registry_address, namespace, self._keys)
 
     def ensure_network(self, net: NetworkSpec) -> None:
         """Bridge flb-<tag> with the gateway address, and its tagged iptables rules (idempotent)."""
@@ -284,17 +309,41 @@ class LocalProvider(InfraProvider, ProviderWithImageImport, ProviderWithShareMou
                     naming.netns_name(tag, name), naming.veth_name(tag, name), naming.bridge_name(tag),
                     str(address), subnet.prefixlen, routes,
                 )
-                node.write_files(spec, paths, cgroup)
+                node.write_files(spec, paths, cgroup, restricted=self.node_policy == "restricted")
                 shares = self._ensure_mount_dir(tag)
                 procs = cgroups.prepare(cgroup, spec.cpus, spec.memory_mb)
                 pid = node.launch(
-                    naming.netns_name(tag, name), name, paths, procs, shares, (self.storage_dir, self.nodes_dir)
+                    naming.netns_name(tag, name), name, paths, procs, shares, (self.storage_dir, self.nodes_dir),
+                    tls_address=str(address), restricted=self.node_policy == "restricted",
                 ).pid
             node.wait_ready(paths, pid)
         return NodeInfo(
             name=name, address=str(address), running=True, docker_url=f"unix://{paths.sock}",
             tls_url=f"tcp://{address}:{node.TLS_PORT}", pid=pid,
         )
+
+    def renew_node_tls(self, spec: NodeSpec) -> None:
+        """New TLS files for the node; its TLS proxy serves them within a second, dockerd untouched.
+
+        A node started before floe had the proxy (its dockerd serving TLS itself, which dockerd
+        cannot reload) is restarted once in the new layout: its containers restart with it.
+        """
+        tag = naming.check_tag(spec.cluster_tag)
+        name = naming.check_node_name(spec.name)
+        paths = self._node_paths(tag, name)
+        with self._lock("node", tag, name):
+            pid = node.live_pid(paths)
+            node.write_tls(paths, spec.tls)
+            legacy = pid is not None and node.dockerd_serves_tls(paths)
+            if legacy:
+                log.info("restarting node %s/%s once: its dockerd served TLS itself", tag, name)
+                if not _kill_nodes({pid}, cgroups.members(naming.cgroup_name(tag, name))):
+                    raise ProviderError(f"processes of node {tag}/{name} did not exit", temporary=True)
+        if pid is None:
+            return  # its next start serves the new files
+        if legacy:
+            self.start_node(spec)
+        node.wait_serving(spec.address, spec.tls.ca_pem)
 
     def _ensure_neighbour_capacity(self, tag: str, cluster_size: int) -> None:
         """Make the host's ARP table hold every cluster's mesh (see neighbours.ensure_neighbour_capacity)."""

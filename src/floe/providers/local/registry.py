@@ -43,9 +43,19 @@ class RegistryPaths:
         return self.dir / "cache"
 
 
-def render_config(paths: RegistryPaths, ip: str, port: int) -> str:
+@dataclass(frozen=True)
+class TokenAuth:
+    """distribution's token auth: where clients get tokens, and the certificate that signs them."""
+
+    realm: str  # e.g. http://10.160.0.1:5001/registry/token
+    service: str
+    issuer: str
+    rootcertbundle: Path
+
+
+def render_config(paths: RegistryPaths, ip: str, port: int, auth: TokenAuth | None = None) -> str:
     """The registry's configuration (JSON is YAML, so no YAML library is needed)."""
-    config = {
+    config: dict = {
         "version": 0.1,
         "log": {"level": "warn", "accesslog": {"disabled": True}},
         "storage": {
@@ -56,6 +66,12 @@ def render_config(paths: RegistryPaths, ip: str, port: int) -> str:
         # Bound to the infra address only: never reachable on the host's other interfaces.
         "http": {"addr": f"{ip}:{port}"},
     }
+    if auth is not None:
+        # Every request needs a token from floe's realm; what it may do is decided there.
+        config["auth"] = {"token": {
+            "realm": auth.realm, "service": auth.service, "issuer": auth.issuer,
+            "rootcertbundle": str(auth.rootcertbundle),
+        }}
     return json.dumps(config, indent=2) + "\n"
 
 
@@ -73,9 +89,9 @@ def live_pid(paths: RegistryPaths) -> int | None:
     return None
 
 
-def ensure_running(paths: RegistryPaths, ip: str, port: int) -> int:
+def ensure_running(paths: RegistryPaths, ip: str, port: int, auth: TokenAuth | None = None) -> int:
     """Adopt the running registry if its configuration is current; otherwise (re)start it."""
-    text = render_config(paths, ip, port)
+    text = render_config(paths, ip, port, auth)
     pid = live_pid(paths)
     try:
         current = paths.config.read_text()
@@ -97,11 +113,11 @@ def ensure_running(paths: RegistryPaths, ip: str, port: int) -> int:
 
 
 def wait_ready(client: httpx.Client, address: str, pid: int, paths: RegistryPaths) -> None:
-    """Poll GET /v2/ until the registry answers."""
+    """Poll GET /v2/ until the registry answers (401, a token challenge, is an answer)."""
     deadline = time.monotonic() + READY_TIMEOUT
     while True:
         try:
-            if client.get(f"http://{address}/v2/").status_code == 200:
+            if client.get(f"http://{address}/v2/").status_code in (200, 401):
                 return
         except httpx.HTTPError:
             pass

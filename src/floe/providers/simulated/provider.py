@@ -17,7 +17,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from floe.providers.base import InfraProvider, NetworkSpec, NodeInfo, NodeSpec, ProviderError, RegistryInfo
+from floe.providers.base import (
+    InfraProvider,
+    NetworkSpec,
+    NodeInfo,
+    NodeSpec,
+    ProviderError,
+    ProviderWithTLSRenewal,
+    RegistryInfo,
+)
 
 if TYPE_CHECKING:
     import docker
@@ -41,7 +49,7 @@ class SimNode:
     running: bool = True
 
 
-class SimulatedProvider(InfraProvider):
+class SimulatedProvider(InfraProvider, ProviderWithTLSRenewal):
     """Nodes as rows: start_node waits out the boot delay once, then the node "runs" until stopped."""
 
     name = "simulated"
@@ -128,6 +136,11 @@ class SimulatedProvider(InfraProvider):
 
     def docker_client(self, info: NodeInfo) -> docker.DockerClient:
         raise ProviderError(f"simulated node {info.name} has no Docker API")
+
+    def renew_node_tls(self, spec: NodeSpec) -> None:
+        """Nothing to reload: a simulated node serves no TLS (CA rotation still runs every step)."""
+        if spec.network.cluster_tag != spec.cluster_tag:
+            raise ProviderError(f"node {spec.name} of cluster {spec.cluster_tag} on another cluster's network")
 
     def owned_cluster_tags(self) -> set[str]:
         """Every cluster with a simulated node or network: the state file is this floe's alone."""

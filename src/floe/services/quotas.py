@@ -1,0 +1,421 @@
+"""Per-project quotas: what a project may use, what it uses, and the one atomic check (no HTTP).
+
+Six resources, each with a default from the server's settings (FLOE_QUOTA_*,
+FLOE_SHARE_QUOTA_*) that an admin may override per project; -1 is unlimited:
+
+    clusters   Magnum "Cluster"   clusters of the project, whatever their status
+    nodes      Magnum "Node"      managers + workers of all its clusters
+    cores      Magnum "Cores"     vCPUs of those nodes, from their flavors (floe.flavors)
+    ram        Magnum "RAM"       MiB of those nodes, from their flavors
+    shares     Manila "shares"    shares of the project
+    gigabytes  Manila "gigabytes" GiB of those shares
+
+A pending change counts at its larger size: a cluster being resized counts max(node_count, the
+target) workers, a share being extended max(size, target_size).
+
+Atomicity: every change a quota limits calls `lock` first in its transaction, then counts and
+records (`enforce`, then the insert or update) before the commit. `lock` upserts the project's
+`quota_locks` row: on PostgreSQL that holds the row lock until commit, so a second change of the
+same project waits and then counts the first one's rows (READ COMMITTED reads per statement);
+on SQLite the write takes the database's write lock at once, before anything is read, so the
+counts read afterwards are the newest and nothing else can commit before this transaction does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import case, delete, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from floe import flavors
+from floe.config import MAX_QUOTA, UNLIMITED, QuotaDefaults, Settings
+from floe.db.models import Cluster, Operation, Quota, QuotaLock, Share
+from floe.db.session import Database
+from floe.engine.operations import ACTIVE
+from floe.errors import Conflict, Forbidden, InvalidInput, NotFound, QuotaExceeded
+from floe.services import identity
+from floe.services.identity import Caller
+from floe.services.templates import Page, page_of, paginate, validate_paging
+
+CLUSTERS, NODES, CORES, RAM, SHARES, GIGABYTES = "clusters", "nodes", "cores", "ram", "shares", "gigabytes"
+RESOURCES = (CLUSTERS, NODES, CORES, RAM, SHARES, GIGABYTES)
+CLUSTER_RESOURCES = (CLUSTERS, NODES, CORES, RAM)
+SHARE_RESOURCES = (SHARES, GIGABYTES)
+# Magnum's resource names (its only one is "Cluster"; floe adds the others, named as Nova names them).
+MAGNUM_NAMES = {CLUSTERS: "Cluster", NODES: "Node", CORES: "Cores", RAM: "RAM"}
+UNITS = {RAM: " MiB", GIGABYTES: " GiB"}
+SORT_KEYS = ("id", "project_id", "resource", "hard_limit", "created_at", "updated_at")
+
+
+def magnum_resource(name: Any) -> str:
+    """The resource a Magnum name stands for ("Cluster", "Node", "Cores", "RAM"; any case)."""
+    wanted = str(name).lower() if isinstance(name, str) else None
+    for key, magnum in MAGNUM_NAMES.items():
+        if wanted in (key, magnum.lower()):
+            return key
+    shown = repr(name)[:64]
+    raise InvalidInput(f"Invalid resource {shown}: floe's cluster quotas are {', '.join(MAGNUM_NAMES.values())}")
+
+
+def label(resource: str) -> str:
+    """How an error names a resource: Magnum's name for cluster resources, Manila's for shares."""
+    return MAGNUM_NAMES.get(resource, resource)
+
+
+def check_limit(value: Any, what: str) -> int:
+    """A quota value: a whole number from -1 (unlimited) to MAX_QUOTA, else InvalidInput."""
+    if isinstance(value, bool) or not isinstance(value, int) or not UNLIMITED <= value <= MAX_QUOTA:
+        shown = repr(value)[:64]
+        raise InvalidInput(f"Quota for {what} must be a whole number from -1 (unlimited) to {MAX_QUOTA}, not {shown}")
+    return value
+
+
+# ---------------------------------------------------------------------------
+# Limits and usage
+
+
+def defaults(settings: Settings) -> dict[str, int]:
+    d: QuotaDefaults = settings.quotas
+    return {r: getattr(d, r) for r in RESOURCES}
+
+
+def limits(session: Session, settings: Settings, project_id: str) -> dict[str, int]:
+    """The project's limit for every resource: its own where an admin set one, else the default."""
+    out = defaults(settings)
+    for resource, hard_limit in session.execute(
+        select(Quota.resource, Quota.hard_limit).where(Quota.project_id == project_id)
+    ):
+        if resource in out:
+            out[resource] = hard_limit
+    return out
+
+
+def _cluster_size(node_count: int, master_count: int, flavor_id: str | None, master_flavor_id: str | None) -> dict:
+    worker, manager = flavors.size_of(flavor_id), flavors.size_of(master_flavor_id)
+    return {
+        NODES: node_count + master_count,
+        CORES: node_count * worker.vcpus + master_count * manager.vcpus,
+        RAM: node_count * worker.ram + master_count * manager.ram,
+    }
+
+
+def cluster_size(cluster: Cluster, node_count: int | None = None) -> dict[str, int]:
+    """Nodes, vCPUs and MiB of `cluster` (with `node_count` workers if given)."""
+    workers = cluster.node_count if node_count is None else node_count
+    return _cluster_size(workers, cluster.master_count, cluster.flavor_id, cluster.master_flavor_id)
+
+
+def _pending_workers(session: Session, project_id: str) -> dict[int, int]:
+    """cluster id → the worker count an active update goes to."""
+    rows = session.execute(
+        select(Operation.cluster_id, Operation.params).join(Cluster, Cluster.id == Operation.cluster_id)
+        .where(Cluster.project_id == project_id, Operation.state.in_(ACTIVE), Operation.kind == "update")
+    )
+    out: dict[int, int] = {}
+    for cluster_id, params in rows:
+        target = (params or {}).get("node_count")
+        if isinstance(target, int):
+            out[cluster_id] = target
+    return out
+
+
+def counted_workers(session: Session, cluster: Cluster) -> int:
+    """The workers `cluster` counts as now: the larger of its node_count and an active update's target."""
+    target = _pending_workers(session, cluster.project_id).get(cluster.id, 0)
+    return max(cluster.node_count, target)
+
+
+def cluster_usage(session: Session, project_id: str) -> dict[str, int]:
+    """Clusters, nodes, vCPUs and MiB the project uses (a resize in progress at its larger size)."""
+    pending = _pending_workers(session, project_id)
+    used = {CLUSTERS: 0, NODES: 0, CORES: 0, RAM: 0}
+    rows = session.execute(
+        select(Cluster.id, Cluster.node_count, Cluster.master_count, Cluster.flavor_id, Cluster.master_flavor_id)
+        .where(Cluster.project_id == project_id)
+    )
+    for cid, workers, masters, flavor, master_flavor in rows:
+        used[CLUSTERS] += 1
+        size = _cluster_size(max(workers, pending.get(cid, 0)), masters, flavor, master_flavor)
+        for key, value in size.items():
+            used[key] += value
+    return used
+
+
+def share_usage(session: Session, project_id: str) -> dict[str, int]:
+    """Shares and GiB the project uses, pending extends at their target size."""
+    # The larger of the size and a pending extend's target: CASE, as SQLite's two-argument
+    # max() is PostgreSQL's greatest() and neither speaks the other's.
+    size = case((func.coalesce(Share.target_size, 0) > Share.size, Share.target_size), else_=Share.size)
+    gigs, count = session.execute(
+        select(func.coalesce(func.sum(size), 0), func.count(Share.id)).where(Share.project_id == project_id)
+    ).one()
+    return {SHARES: int(count), GIGABYTES: int(gigs)}
+
+
+def usage(session: Session, project_id: str) -> dict[str, int]:
+    return cluster_usage(session, project_id) | share_usage(session, project_id)
+
+
+# ---------------------------------------------------------------------------
+# The atomic check
+
+
+def lock(session: Session, project_id: str) -> None:
+    """Take the project's quota lock until this transaction ends (call it before reading anything).
+
+    An upsert of the project's `quota_locks` row: on PostgreSQL it holds the row's lock (a second
+    transaction waits here, then sees the first one's rows); on SQLite it is the transaction's
+    first write, which takes the database's write lock before anything is read, so no snapshot
+    older than the lock is ever read from.
+    """
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(QuotaLock).values(project_id=project_id, changes=1)
+    stmt = stmt.on_conflict_do_update(index_elements=[QuotaLock.project_id],
+                                      set_={"changes": QuotaLock.changes + 1})
+    session.execute(stmt)
+
+
+def enforce(session: Session, settings: Settings, project_id: str, wanted: Mapping[str, int]) -> None:
+    """QuotaExceeded unless the project can take `wanted` more of each resource.
+
+    The caller holds `lock` and records the change in the same transaction. Only what grows is
+    checked: a change that shrinks a resource is always allowed, even past a lowered quota.
+    """
+    wanted = {r: n for r, n in wanted.items() if n > 0}
+    if not wanted:
+        return
+    limit = limits(session, settings, project_id)
+    if all(limit[r] == UNLIMITED for r in wanted):
+        return
+    used: dict[str, int] = {}
+    if any(r in CLUSTER_RESOURCES for r in wanted):
+        used |= cluster_usage(session, project_id)
+    if any(r in SHARE_RESOURCES for r in wanted):
+        used |= share_usage(session, project_id)
+    for resource in RESOURCES:
+        if resource not in wanted or limit[resource] == UNLIMITED:
+            continue
+        if used[resource] + wanted[resource] > limit[resource]:
+            raise QuotaExceeded(resource, limit[resource], used[resource], wanted[resource],
+                                UNITS.get(resource, ""), label(resource))
+
+
+# ---------------------------------------------------------------------------
+# Reading and setting quotas (Magnum's /v1/quotas, Manila's quota sets)
+
+
+@dataclass(frozen=True)
+class QuotaView:
+    """One project's limit for one resource; `id` is None where it is the default (no row)."""
+
+    project_id: str
+    resource: str
+    hard_limit: int
+    id: int | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    @classmethod
+    def of(cls, row: Quota) -> QuotaView:
+        return cls(row.project_id, row.resource, row.hard_limit, row.id, row.created_at, row.updated_at)
+
+
+def _admin(caller: Caller, what: str) -> None:
+    if not caller.is_admin:
+        raise Forbidden(f"Only an admin may {what}.")
+
+
+def _project_id(session: Session, ident: Any, *, in_body: bool = False) -> str:
+    """The id of a project named by id or name; NotFound (InvalidInput when named in a body)."""
+    if not isinstance(ident, str) or not ident or len(ident) > 255:
+        raise InvalidInput(f"Invalid project_id {repr(ident)[:64]}: a project's id or name")
+    try:
+        return identity.get_project(session, ident).id
+    except NotFound as exc:
+        if in_body:
+            raise InvalidInput(exc.detail) from None
+        raise
+
+
+def _readable(session: Session, caller: Caller, ident: str, what: str = "quotas") -> str:
+    """The project id `caller` asks about (by id or name): its own, or any project for an admin.
+
+    Anyone else is Forbidden, whether or not the project exists (nothing about it is revealed).
+    """
+    if ident == caller.project_id:
+        return ident
+    try:
+        project_id = _project_id(session, ident)
+    except (NotFound, InvalidInput):
+        if not caller.is_admin:
+            raise Forbidden(f"Only an admin may see another project's {what}.") from None
+        raise
+    if project_id != caller.project_id and not caller.is_admin:
+        raise Forbidden(f"Only an admin may see another project's {what}.")
+    return project_id
+
+
+def list_quotas(
+    db: Database,
+    caller: Caller,
+    *,
+    all_projects: bool = False,
+    resources: tuple[str, ...] = CLUSTER_RESOURCES,
+    limit: int | None = None,
+    marker: str | None = None,
+    sort_key: str = "id",
+    sort_dir: str = "asc",
+) -> Page[QuotaView]:
+    """The quotas admins set (rows, not defaults), of the caller's project or of every project."""
+    _admin(caller, "list quotas")
+    limit = validate_paging(limit, sort_key, sort_dir, SORT_KEYS)
+    with db.session() as session:
+        stmt = select(Quota).where(Quota.resource.in_(resources))
+        if not all_projects:
+            stmt = stmt.where(Quota.project_id == caller.project_id)
+        marker_row = None
+        if marker is not None:
+            number = int(marker) if marker.isascii() and marker.isdigit() and len(marker) < 19 else None
+            marker_row = session.scalars(stmt.where(Quota.id == number)).first() if number is not None else None
+            if marker_row is None:
+                raise InvalidInput(f"marker {marker[:64]} is not a quota in this list")
+        rows = paginate(session, stmt, Quota, limit=limit, marker=marker_row, sort_key=sort_key, sort_dir=sort_dir)
+        return page_of([QuotaView.of(r) for r in rows], limit, lambda v: str(v.id))
+
+
+def get_quota(db: Database, settings: Settings, caller: Caller, project: str, resource: str) -> QuotaView:
+    """One project's limit for one resource: the admin's row, else the default (id None)."""
+    with db.session() as session:
+        project_id = _readable(session, caller, project)
+        row = session.scalars(select(Quota).where(Quota.project_id == project_id, Quota.resource == resource)).first()
+        if row is not None:
+            return QuotaView.of(row)
+        return QuotaView(project_id, resource, defaults(settings)[resource])
+
+
+def create_quota(db: Database, caller: Caller, project: Any, resource: str, hard_limit: Any) -> QuotaView:
+    """Set a project's own limit for a resource; Conflict if one is set (update it instead)."""
+    _admin(caller, "set quotas")
+    hard_limit = check_limit(hard_limit, label(resource))
+    with db.session() as session:
+        project_id = _project_id(session, project, in_body=True)
+        exists = select(Quota.id).where(Quota.project_id == project_id, Quota.resource == resource)
+        if session.scalars(exists).first() is not None:
+            raise Conflict(f"Quota for project {project_id} already exists for resource {label(resource)}")
+        row = Quota(project_id=project_id, resource=resource, hard_limit=hard_limit)
+        session.add(row)
+        try:
+            session.flush()
+        except IntegrityError:  # the unique constraint: a concurrent create won
+            raise Conflict(f"Quota for project {project_id} already exists for resource {label(resource)}") from None
+        return QuotaView.of(row)
+
+
+def _row(session: Session, project: str, resource: str) -> Quota:
+    project_id = _project_id(session, project)
+    row = session.scalars(select(Quota).where(Quota.project_id == project_id, Quota.resource == resource)).first()
+    if row is None:
+        raise NotFound(f"Quota for project {project_id} and resource {label(resource)} could not be found "
+                       "(the default applies; create one to change it)")
+    return row
+
+
+def update_quota(db: Database, caller: Caller, project: str, resource: str, hard_limit: Any) -> QuotaView:
+    """Change a project's own limit for a resource; NotFound if none is set."""
+    _admin(caller, "change quotas")
+    hard_limit = check_limit(hard_limit, label(resource))
+    with db.session() as session:
+        row = _row(session, project, resource)
+        row.hard_limit = hard_limit
+        session.flush()
+        return QuotaView.of(row)
+
+
+def delete_quota(db: Database, caller: Caller, project: str, resource: str) -> None:
+    """Remove a project's own limit for a resource: the default applies again."""
+    _admin(caller, "delete quotas")
+    with db.session() as session:
+        session.delete(_row(session, project, resource))
+
+
+@dataclass(frozen=True)
+class QuotaSet:
+    """A project's limits (and, for Manila's detail, what it uses) for some resources."""
+
+    project_id: str
+    limits: dict[str, int]
+    in_use: dict[str, int]
+
+
+def quota_set(db: Database, settings: Settings, caller: Caller, project: str,
+              resources: tuple[str, ...] = SHARE_RESOURCES) -> QuotaSet:
+    """The project's limits and usage (its own, or any project's for an admin)."""
+    with db.session() as session:
+        project_id = _readable(session, caller, project)
+        limit = limits(session, settings, project_id)
+        used = usage(session, project_id)
+        return QuotaSet(project_id, {r: limit[r] for r in resources}, {r: used[r] for r in resources})
+
+
+def default_set(settings: Settings, resources: tuple[str, ...] = SHARE_RESOURCES) -> dict[str, int]:
+    d = defaults(settings)
+    return {r: d[r] for r in resources}
+
+
+def set_quotas(db: Database, settings: Settings, caller: Caller, project: str, values: Mapping[str, Any],
+               force: bool = False, resources: tuple[str, ...] = SHARE_RESOURCES) -> QuotaSet:
+    """Set several of a project's limits at once (Manila's quota-set update), all or none.
+
+    As Manila does, a limit below what the project already uses is refused unless `force`.
+    """
+    _admin(caller, "set quotas")
+    checked = {r: check_limit(v, r) for r, v in values.items()}
+    with db.session() as session:
+        project_id = _project_id(session, project)
+        lock(session, project_id)  # no change of the project slips between the check and the write
+        used = usage(session, project_id)
+        for resource, value in checked.items():
+            if not force and value != UNLIMITED and used[resource] > value:
+                raise InvalidInput(f"Quota value {value} for {resource} is smaller than already used and reserved "
+                                   f"{used[resource]}{UNITS.get(resource, '')} (force the update to set it anyway)")
+        rows = {r.resource: r for r in session.scalars(
+            select(Quota).where(Quota.project_id == project_id, Quota.resource.in_(list(checked))))}
+        for resource, value in checked.items():
+            if resource in rows:
+                rows[resource].hard_limit = value
+            else:
+                session.add(Quota(project_id=project_id, resource=resource, hard_limit=value))
+        session.flush()
+        limit = limits(session, settings, project_id)
+        return QuotaSet(project_id, {r: limit[r] for r in resources}, {r: used[r] for r in resources})
+
+
+def reset_quotas(db: Database, caller: Caller, project: str, resources: tuple[str, ...] = SHARE_RESOURCES) -> None:
+    """Remove a project's own limits for `resources`: the defaults apply again."""
+    _admin(caller, "reset quotas")
+    with db.session() as session:
+        project_id = _project_id(session, project)
+        session.execute(delete(Quota).where(Quota.project_id == project_id, Quota.resource.in_(resources)))
+
+
+# ---------------------------------------------------------------------------
+# Magnum's stats
+
+
+def stats(db: Database, caller: Caller, project: str | None) -> tuple[int, int]:
+    """(clusters, nodes) of a project; an admin asking for no project gets every project's."""
+    with db.session() as session:
+        if project is None and not caller.is_admin:
+            project = caller.project_id
+        stmt = select(func.count(Cluster.id), func.coalesce(func.sum(Cluster.node_count + Cluster.master_count), 0))
+        if project is not None:
+            stmt = stmt.where(Cluster.project_id == _readable(session, caller, project, "stats"))
+        count, nodes = session.execute(stmt).one()
+        return int(count), int(nodes)
