@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, datetime
-from types import SimpleNamespace
 
 import pytest
 from cryptography import x509
@@ -133,9 +132,9 @@ def test_readers_get_no_certificate(env: Env, cluster: str) -> None:
     owner = env.cluster(cluster)
     member = Caller(owner.project_id, owner.user_id)
     assert certificates.can_manage(member)
-    # A caller as the identity service will describe it, with roles.
-    reader = SimpleNamespace(project_id=owner.project_id, user_id="r", is_admin=False, roles=["reader"])
-    writer = SimpleNamespace(project_id=owner.project_id, user_id="w", is_admin=False, roles=["reader", "member"])
+    # The service refuses a reader too, not only the API's gate (which refuses every reader's POST).
+    reader = Caller(owner.project_id, "r", roles=("reader",))
+    writer = Caller(owner.project_id, "w", roles=("member",))
     assert not certificates.can_manage(reader) and certificates.can_manage(writer)
     _, csr = pki.new_client_key_and_csr()
     with pytest.raises(Forbidden, match="reader"):

@@ -286,3 +286,21 @@ def test_a_project_that_owns_things_is_not_deleted(client: TestClient, lab: dict
     assert mia.get("/v1/clusters").status_code == 401 if False else True  # noqa: SIM108 - token gone below
     resp = TestClient(client.app, raise_server_exceptions=False, headers={"X-Auth-Token": secret}).get("/v1/clusters")
     assert resp.status_code == 401
+
+
+def test_secrets_are_never_logged(client: TestClient, lab: dict, caplog: pytest.LogCaptureFixture) -> None:
+    """Passwords, token secrets and application-credential secrets stay out of every log record,
+    failures included (the 500 handler logs requests, SQLAlchemy may log statements)."""
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    secret, _ = issue(client, password_auth("mia", PW, "lab"))
+    mia = TestClient(client.app, raise_server_exceptions=False, headers={"X-Auth-Token": secret})
+    cred = mia.post(f"/identity/v3/users/{lab['mia']}/application_credentials",
+                    json={"application_credential": {"name": "ci"}}).json()["application_credential"]
+    client.post("/identity/v3/auth/tokens", headers={"X-Auth-Token": ""}, json=password_auth("mia", "wrong-pw", "lab"))
+    client.post("/identity/v3/users", json={"user": {"name": "new", "password": "new-user-pw"}})
+    client.patch(f"/identity/v3/users/{lab['rex']}", json={"user": {"password": "changed-pw"}})
+    text = caplog.text + "".join(str(r.args) for r in caplog.records)
+    for value in (PW, secret, cred["secret"], "wrong-pw", "new-user-pw", "changed-pw"):
+        assert value not in text

@@ -297,3 +297,17 @@ def test_readers_read_and_members_write(env: Env, client: TestClient, world: dic
         assert resp.status_code == 403, resp.text
         assert "reader" in resp.text
     assert _rows(env) == before
+
+
+def test_admins_list_across_projects(env: Env, client: TestClient, world: dict[str, Any]) -> None:
+    """`openstack share list --all-projects` (all_tenants=1) is an admin's; a member asking is refused."""
+    w = world
+    everyone = client.get("/v2/shares/detail?all_tenants=1", headers=MANILA).json()["shares"]
+    assert [(s["id"], s["project_id"]) for s in everyone] == [(w["share"], w["alpha"])]
+    assert client.get("/v2/shares", headers=MANILA).json()["shares"] == []  # the admin's own project
+    assert [s["id"] for s in client.get(f"/v2/shares?project_id={w['alpha']}", headers=MANILA
+                                        ).json()["shares"]] == [w["share"]]
+    bob = TestClient(env.app, raise_server_exceptions=False, headers={"X-Auth-Token": w["bob_token"]})
+    for query in ("all_tenants=1", f"project_id={w['alpha']}"):
+        resp = bob.get(f"/v2/shares?{query}", headers=MANILA)
+        assert resp.status_code == 403 and w["share"] not in resp.text

@@ -29,6 +29,9 @@ LONGEST_CLUSTER = "l" + "0123456789" * 6 + "z9"  # 63 characters: the longest na
 LONGEST_NODE = "n" * 54 + "-master-0"  # 63: a node name may be that long (check_node_name)
 SUBNET, GATEWAY, ADDRESS, POOL = "10.170.201.0/24", "10.170.201.1", "10.170.201.2", "10.170.202.0/23"
 SHARED_RANGE = "10.170.204.0/24"  # the infra range two homes share below
+# The host rules of a home's infra network: loopback may reach it; others may not reach the registry
+# or its token endpoint (registry port + 1).
+INFRA_RULES = 3
 
 
 def _skip_unless_local(provider: LocalProvider) -> None:
@@ -194,11 +197,11 @@ def test_two_homes_with_one_range_have_their_own_infra_and_purge_only_theirs(two
     assert naming.infra_comment(a.home, a.infra_net) != naming.infra_comment(b.home, b.infra_net)
     a.ensure_infra()
     b.ensure_infra()
-    assert _infra_state(a) == _infra_state(b) == {"link": True, "rules": 2}
+    assert _infra_state(a) == _infra_state(b) == {"link": True, "rules": INFRA_RULES}
     removed = a.purge_infra()
     assert any("infra link" in r for r in removed)
     assert _infra_state(a) == {"link": False, "rules": 0}
-    assert _infra_state(b) == {"link": True, "rules": 2}
+    assert _infra_state(b) == {"link": True, "rules": INFRA_RULES}
     # b's registry address is still a local address of the host.
     assert b.infra_ip in subprocess.run(["ip", "-4", "-o", "addr", "show"], capture_output=True, text=True).stdout
 
@@ -212,7 +215,7 @@ def test_two_homes_with_different_ranges_too(short_tmp):
         b.ensure_infra()
         LocalProvider(short_tmp / "a", "10.170.205.0/24").purge_all(only_this_home=True)
         assert _infra_state(a) == {"link": False, "rules": 0}
-        assert _infra_state(b) == {"link": True, "rules": 2}
+        assert _infra_state(b) == {"link": True, "rules": INFRA_RULES}
     finally:
         a.purge_infra()
         b.purge_infra()
@@ -236,7 +239,7 @@ def test_an_upgraded_home_still_cleans_up_its_old_infra_names(two_homes):
     a, b = two_homes
     _make_legacy_infra(a)
     legacy = naming.legacy_infra_link_name(a.infra_net)
-    assert netns.link_exists(legacy) and len(_legacy_rules(a)) == 2
+    assert netns.link_exists(legacy) and len(_legacy_rules(a)) == INFRA_RULES
     removed = a.purge_infra()  # `floe cleanup --all` right after the upgrade
     assert f"infra link {legacy}" in removed
     assert not netns.link_exists(legacy) and _legacy_rules(a) == []
@@ -248,9 +251,9 @@ def test_an_upgraded_home_moves_to_its_own_names_at_start(two_homes):
     b.ensure_infra()  # another, already upgraded home on the same range
     a.ensure_infra()
     assert not netns.link_exists(naming.legacy_infra_link_name(a.infra_net)) and _legacy_rules(a) == []
-    assert _infra_state(a) == _infra_state(b) == {"link": True, "rules": 2}
+    assert _infra_state(a) == _infra_state(b) == {"link": True, "rules": INFRA_RULES}
     a.purge_infra()
-    assert _infra_state(a) == {"link": False, "rules": 0} and _infra_state(b) == {"link": True, "rules": 2}
+    assert _infra_state(a) == {"link": False, "rules": 0} and _infra_state(b) == {"link": True, "rules": INFRA_RULES}
 
 
 def test_a_home_whose_path_ends_like_another_does_not_claim_its_clusters(tmp_path):

@@ -23,14 +23,8 @@ ROTATABLE = ("CREATE_COMPLETE", "UPDATE_COMPLETE", "UPDATE_FAILED")
 
 
 def can_manage(caller: Caller) -> bool:
-    """Whether the caller may act on its project's clusters; a reader (roles: only "reader") may not.
-
-    Callers without roles (before roles existed) are members of their project.
-    """
-    roles = getattr(caller, "roles", None)
-    if caller.is_admin or not roles:
-        return True
-    return any(r != "reader" for r in roles)
+    """Whether the caller may act on its project's clusters: members and admins; readers only look."""
+    return caller.can_write
 
 
 def _check_manage(caller: Caller, what: str) -> None:

@@ -128,12 +128,21 @@ def list_shares(
     share_type: str | None = None,
     limit: int | None = None,
     offset: int = 0,
+    all_projects: bool = False,
+    project_id: str | None = None,
 ) -> list[Share]:
-    """The caller's shares, oldest first, with Manila's simple filters."""
+    """The caller's shares, oldest first, with Manila's simple filters; an admin may ask for every
+    project's (`all_projects`, Manila's all_tenants), or one project's."""
     if limit is not None and limit < 0 or offset < 0:
         raise InvalidInput("limit and offset must be >= 0")
+    if (all_projects or project_id is not None) and not caller.is_admin:
+        raise Forbidden("Only an admin may list the shares of all projects or of another project.")
     with runtime.db.session() as session:
-        stmt = select(Share).where(Share.project_id == caller.project_id).options(selectinload(Share.access_rules))
+        stmt = select(Share).options(selectinload(Share.access_rules))
+        if project_id is not None:
+            stmt = stmt.where(Share.project_id == project_id)
+        elif not all_projects:
+            stmt = stmt.where(Share.project_id == caller.project_id)
         if name is not None:
             stmt = stmt.where(Share.name == name)
         if status is not None:

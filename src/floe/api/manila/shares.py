@@ -45,6 +45,8 @@ def _list(request: Request, runtime, caller, detail: bool, params: dict[str, str
         runtime, caller, name=params.get("name"), status=params.get("status"),
         share_type=params.get("share_type_id") or params.get("share_type"),
         limit=number("limit"), offset=number("offset") or 0,
+        all_projects=(params.get("all_tenants") or "0").lower() not in ("0", "false", "no", ""),
+        project_id=params.get("project_id"),
     )
     view = views.share_detail if detail else views.share_summary
     return {"shares": [view(request, s) for s in found]}
