@@ -453,3 +453,58 @@ def test_login_file_is_private_whatever_the_umask(tmp_path: Path):
     login = load_login(env)
     assert login is not None and login.token == "floe_t" and not login.expired()
     assert "floe_t" not in repr(login)
+
+
+# -- two projects, three roles, through the CLI -------------------------------------------------
+
+def test_two_projects_and_three_roles_through_the_cli(cli: Run, live_server: LiveServer, no_admin,
+                                                      login_config_dir):
+    """A member of one project makes a template, a cluster and a share; a member and a reader of
+    another project see none of them and change nothing; a reader of the first sees them and
+    changes nothing; each refusal is one error line and a non-zero exit."""
+    s = _suffix()
+    one, two = f"one-{s}", f"two-{s}"
+    _member(cli, f"owner-{s}", one)
+    _member(cli, f"peek-{s}", one, role="reader")
+    _member(cli, f"other-{s}", two)
+    _member(cli, f"watch-{s}", two, role="reader")
+
+    assert _login(cli, f"owner-{s}", one, **no_admin).exit_code == 0
+    for args in (("template", "create", f"tpl-{s}"), ("cluster", "create", f"c-{s}", "--template", f"tpl-{s}"),
+                 ("share", "create", "1", "--name", f"data-{s}")):
+        made = cli(*args, **no_admin)
+        assert made.exit_code == 0, made.output
+    live_server.finish(f"c-{s}")
+
+    def state() -> tuple:
+        admin = {"X-OpenStack-Manila-API-Version": "2.65"}
+        return (_api(live_server, "GET", "/v2/shares/detail?all_tenants=1", headers=admin).json(),
+                sorted(c["uuid"] + c["status"] for c in _api(live_server, "GET", "/v1/clusters").json()["clusters"]))
+
+    mine = (f"tpl-{s}", f"c-{s}", f"data-{s}")
+    for user, project in ((f"other-{s}", two), (f"watch-{s}", two)):
+        assert _login(cli, user, project, **no_admin).exit_code == 0
+        before = state()
+        for listing in (("template", "list"), ("cluster", "list"), ("share", "list")):
+            out = cli(*listing, **no_admin)
+            assert out.exit_code == 0 and not any(name in out.output for name in mine), out.output
+        for args in (("template", "show", f"tpl-{s}"), ("template", "delete", f"tpl-{s}"),
+                     ("cluster", "show", f"c-{s}"), ("cluster", "delete", f"c-{s}"),
+                     ("cluster", "resize", f"c-{s}", "--node-count", "3"), ("cluster", "nodes", f"c-{s}"),
+                     ("share", "show", f"data-{s}"), ("share", "delete", f"data-{s}"),
+                     ("share", "extend", f"data-{s}", "2")):
+            result = cli(*args, **no_admin)
+            assert result.exit_code == 1, (args, result.output)  # refused by the API, not a usage error
+            assert len(result.output.strip().splitlines()) == 1, (args, result.output)
+        assert state() == before
+
+    # A reader of the first project reads everything and changes nothing.
+    assert _login(cli, f"peek-{s}", one, **no_admin).exit_code == 0
+    before = state()
+    for args in (("template", "show", f"tpl-{s}"), ("cluster", "show", f"c-{s}"), ("share", "show", f"data-{s}")):
+        assert cli(*args, **no_admin).exit_code == 0
+    for args in (("template", "delete", f"tpl-{s}"), ("cluster", "delete", f"c-{s}"),
+                 ("cluster", "resize", f"c-{s}", "--node-count", "3"), ("share", "extend", f"data-{s}", "2"),
+                 ("template", "create", f"more-{s}")):
+        assert_one_line_error(cli(*args, **no_admin), "reader", exit_code=1)
+    assert state() == before
