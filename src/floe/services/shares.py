@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm.attributes import flag_modified
 
 from floe import storage
 from floe.db.models import Cluster, Share, ShareAccessRule, ShareAttachment
@@ -62,11 +63,17 @@ def _wake(runtime: Runtime) -> None:
 def _queue(share: Share) -> None:
     """Mark the share as having work; share work clears it only if nothing was queued meanwhile."""
     share.needs_work = True
+    # Written even when the loaded row already said True: a worker may have cleared it since it
+    # was read, and the ORM leaves an attribute it thinks unchanged out of the UPDATE, so the new
+    # work_seq would land with needs_work still False and the request would wait forever (seen:
+    # an access rule left queued_to_apply after a shrink's pass ended between the read and the write).
+    flag_modified(share, "needs_work")
     # Incremented by the UPDATE itself: a value read earlier may be stale (the worker bumps it
     # too), and writing back stale+1 could equal the seq the worker holds, which would then
     # clear needs_work and lose this request (seen: a delete lost after a server restart).
     share.work_seq = Share.work_seq + 1 if share.id is not None else (share.work_seq or 0) + 1
     share.retry_at = None
+    flag_modified(share, "retry_at")  # likewise: a worker's backoff set since the read is cleared
 
 
 # ---------------------------------------------------------------------------
