@@ -17,10 +17,20 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from floe.db.models import ApplicationCredential, Cluster, ClusterTemplate, Domain, Project, Role, RoleAssignment, User
+from floe.db.models import (
+    ApplicationCredential,
+    Cluster,
+    ClusterTemplate,
+    Domain,
+    Project,
+    Role,
+    RoleAssignment,
+    Share,
+    User,
+)
 from floe.db.models.identity import DEFAULT_DOMAIN_ID
 from floe.db.session import Database
-from floe.errors import Conflict, Forbidden, InvalidInput, NotFound
+from floe.errors import Conflict, Forbidden, InvalidInput, NotAuthorized, NotFound
 from floe.services import passwords
 from floe.services.identity import (
     ADMIN_PROJECT,
@@ -165,8 +175,6 @@ def delete_project(db: Database, caller: Caller, project_id: str) -> None:
                           .where(ClusterTemplate.project_id == project.id)) or 0
         if owned:
             raise Conflict(f"Project {project_id} still owns clusters or cluster templates: delete them first.")
-        # Lazy import: shares import identity's Caller, not the other way round.
-        from floe.db.models import Share
         if s.scalars(select(Share.id).where(Share.project_id == project.id)).first() is not None:
             raise Conflict(f"Project {project_id} still owns shares: delete them first.")
         revoke_tokens(s, project_id=project.id)
@@ -276,7 +284,6 @@ def change_password(db: Database, caller: Caller, user_id: str, original: str | 
     with db.session() as s:
         user = s.get(User, user_id)
         if user is None or not user.password_hash or not passwords.verify(user.password_hash, original or ""):
-            from floe.errors import NotAuthorized
             raise NotAuthorized("Error when changing user password: the original password is not right.")
         user.password_hash = hashed
         revoke_tokens(s, user_id=user.id)

@@ -37,7 +37,6 @@ TOKEN_PREFIX = "floe_"
 #: act across projects and manage identity. Each implies the ones before it.
 ROLES = ("reader", "member", "admin")
 IMPLIED = {"admin": ("admin", "member", "reader"), "member": ("member", "reader"), "reader": ("reader",)}
-DEFAULT_TOKEN_SECONDS = 4 * 3600
 
 
 def expand_roles(names) -> tuple[str, ...]:
@@ -350,8 +349,9 @@ def issue_for_password(db: Database, *, password: str, scope: Scope, lifetime: f
         return _scoped(session, _check_user(user), scope, ("password",), now() + timedelta(seconds=lifetime))
 
 
-def issue_for_token(db: Database, *, secret: str, scope: Scope) -> Issued:
-    """A token rescoped from another (no longer-lived than it; same audit chain)."""
+def issue_for_token(db: Database, *, secret: str, scope: Scope, lifetime: float) -> Issued:
+    """A token rescoped from another (no longer-lived than it, or than `lifetime` from an API
+    token, which does not expire; same audit chain)."""
     with db.session() as session:
         old = session.scalars(select(Token).where(Token.token_sha256 == hash_token(secret))).first()
         if old is None or (old.expires_at is not None and old.expires_at <= now()):
@@ -359,7 +359,7 @@ def issue_for_token(db: Database, *, secret: str, scope: Scope) -> Issued:
         if old.application_credential_id:
             raise Forbidden("A token from an application credential cannot be rescoped.")
         user = _check_user(session.get(User, old.user_id))
-        expires = old.expires_at or now() + timedelta(seconds=DEFAULT_TOKEN_SECONDS)
+        expires = old.expires_at or now() + timedelta(seconds=lifetime)
         methods = tuple(dict.fromkeys([*(m for m in old.methods.split(",") if m), "token"]))
         return _scoped(session, user, scope, methods, expires, audit_id=old.audit_id)
 

@@ -3,7 +3,7 @@ and revoking them, and what a token may see of the catalog, projects and domains
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, Request, Response
@@ -95,7 +95,8 @@ async def _issue(request: Request, runtime, body: Any, caller_token: str | None)
         secret = _str(tok.get("id"), "token.id") or caller_token
         if not secret:
             raise NotAuthorized("The request you have made requires authentication.")
-        return await run_in_threadpool(identity.issue_for_token, db, secret=secret, scope=_scope(auth))
+        return await run_in_threadpool(identity.issue_for_token, db, secret=secret, scope=_scope(auth),
+                                       lifetime=_lifetime(request))
     if method == "application_credential":
         ac = _obj(ident.get("application_credential"), "auth.identity.application_credential")
         secret = _str(ac.get("secret"), "application_credential.secret")
@@ -179,7 +180,6 @@ def parse_expiry(value: Any) -> datetime | None:
         return None
     if not isinstance(value, str):
         raise InvalidInput("Invalid input for field 'expires_at': an ISO 8601 time.")
-    from datetime import UTC
     try:
         when = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Request, Response
-from pydantic import BaseModel
 
 from floe.api.auth import CallerDep, RuntimeDep
 from floe.api.http import host_url
@@ -19,16 +18,10 @@ from floe.api.magnum.schemas import (
     UUIDResponse,
     patch_ops,
 )
-from floe.api.magnum.views import cluster_out, cluster_summary, next_link
+from floe.api.magnum.views import cluster_out, cluster_summary, json_response, next_link
 from floe.services import clusters
 
 router = APIRouter(prefix="/v1/clusters", tags=["clusters"])
-
-
-def _json(body: BaseModel, exclude_unset: bool = False) -> Response:
-    """The body encoded by pydantic in one pass (what FastAPI would send for the route's
-    response_model, without validating our own output again and encoding it twice)."""
-    return Response(body.model_dump_json(exclude_unset=exclude_unset), media_type="application/json")
 
 
 @router.get("", response_model=ClusterCollection, response_model_exclude_unset=True)
@@ -48,7 +41,7 @@ def list_clusters(
     nxt = next_link(base, "clusters", page.limit, page.next_marker, sort_key, sort_dir)
     if nxt:
         out.next = nxt
-    return _json(out, exclude_unset=True)
+    return json_response(out, exclude_unset=True)
 
 
 @router.get("/detail", response_model=ClusterDetailCollection, response_model_exclude_unset=True)
@@ -68,13 +61,13 @@ def list_clusters_detail(
     nxt = next_link(base, "clusters/detail", page.limit, page.next_marker, sort_key, sort_dir)
     if nxt:
         out.next = nxt
-    return _json(out, exclude_unset=True)
+    return json_response(out, exclude_unset=True)
 
 
 @router.get("/{ident}", response_model=ClusterOut)
 def show_cluster(request: Request, runtime: RuntimeDep, caller: CallerDep, ident: str) -> Response:
     """One cluster by uuid or name."""
-    return _json(cluster_out(clusters.get_cluster(runtime.db, caller, ident), host_url(request)))
+    return json_response(cluster_out(clusters.get_cluster(runtime.db, caller, ident), host_url(request)))
 
 
 @router.post("", status_code=202, response_model=UUIDResponse)

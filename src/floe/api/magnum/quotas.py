@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from floe.api.auth import CallerDep, RuntimeDep
 from floe.api.http import host_url
 from floe.api.magnum.schemas import Timestamp
+from floe.api.magnum.views import json_response, next_link
 from floe.config import MAX_QUOTA
 from floe.errors import InvalidInput
 from floe.services import quotas
@@ -60,10 +61,6 @@ def _out(view: QuotaView) -> QuotaOut:
                     hard_limit=view.hard_limit, created_at=view.created_at, updated_at=view.updated_at)
 
 
-def _json(body: BaseModel, status: int = 200) -> Response:
-    return Response(body.model_dump_json(exclude_unset=True), status_code=status, media_type="application/json")
-
-
 @router.get("/v1/quotas", response_model=QuotaCollection, response_model_exclude_unset=True)
 def list_quotas(
     request: Request,
@@ -79,18 +76,17 @@ def list_quotas(
     page = quotas.list_quotas(runtime.db, caller, all_projects=all_tenants, limit=limit, marker=marker,
                               sort_key=sort_key, sort_dir=sort_dir)
     out = QuotaCollection(quotas=[_out(v) for v in page.items])
-    if page.next_marker is not None:
-        tenants = "&all_tenants=True" if all_tenants else ""
-        out.next = (f"{host_url(request)}/v1/quotas?sort_key={sort_key}&sort_dir={sort_dir}&limit={page.limit}"
-                    f"&marker={page.next_marker}{tenants}")
-    return _json(out)
+    nxt = next_link(host_url(request), "quotas", page.limit, page.next_marker, sort_key, sort_dir)
+    if nxt:
+        out.next = nxt + ("&all_tenants=True" if all_tenants else "")
+    return json_response(out, exclude_unset=True)
 
 
 @router.get("/v1/quotas/{project_id}/{resource}", response_model=QuotaOut)
 def show_quota(runtime: RuntimeDep, caller: CallerDep, project_id: str, resource: str) -> Response:
     """A project's limit for one resource: the one an admin set, else the default (id null)."""
     view = quotas.get_quota(runtime.db, runtime.settings, caller, project_id, quotas.magnum_resource(resource))
-    return _json(_out(view))
+    return json_response(_out(view), exclude_unset=True)
 
 
 @router.post("/v1/quotas", status_code=201, response_model=QuotaOut)
@@ -102,7 +98,7 @@ def create_quota(runtime: RuntimeDep, caller: CallerDep, body: QuotaIn) -> Respo
         raise InvalidInput(f"Must provide a resource: {', '.join(quotas.MAGNUM_NAMES.values())}.")
     view = quotas.create_quota(runtime.db, caller, body.project_id, quotas.magnum_resource(body.resource),
                                body.hard_limit)
-    return _json(_out(view), 201)
+    return json_response(_out(view), 201, exclude_unset=True)
 
 
 @router.patch("/v1/quotas/{project_id}/{resource}", status_code=202, response_model=QuotaOut)
@@ -110,7 +106,7 @@ def update_quota(runtime: RuntimeDep, caller: CallerDep, project_id: str, resour
                  body: Annotated[QuotaIn, Body()]) -> Response:
     """Change a project's limit for a resource (admin only; 404 if none is set: create it)."""
     view = quotas.update_quota(runtime.db, caller, project_id, quotas.magnum_resource(resource), body.hard_limit)
-    return _json(_out(view), 202)
+    return json_response(_out(view), 202, exclude_unset=True)
 
 
 @router.delete("/v1/quotas/{project_id}/{resource}", status_code=204, response_class=Response)
