@@ -160,6 +160,10 @@ class Settings:
     share_types: tuple[str, ...] = DEFAULT_SHARE_TYPES
     # What local nodes' dockerd refuses (NODE_POLICIES); nodes keep the policy they started with.
     node_policy: str = "open"
+    # GPU discovery on the local provider (docs/flavors-local.md): the program that lists the
+    # host's GPUs (`nvidia-smi -L`; absent = no GPUs) and the directory of their device nodes.
+    nvidia_smi: str = "nvidia-smi"
+    gpu_device_dir: str = "/dev"
     # How long a token issued by POST /identity/v3/auth/tokens lives, in seconds (Keystone's
     # [token] expiration); API tokens made by floe itself (the admin token file) do not expire.
     token_expiration: int = 4 * 3600
@@ -227,6 +231,10 @@ class Settings:
             values["token_expiration"] = int(env["FLOE_TOKEN_EXPIRATION"])
         if env.get("FLOE_NODE_POLICY"):
             values["node_policy"] = env["FLOE_NODE_POLICY"].strip()
+        if env.get("FLOE_NVIDIA_SMI"):
+            values["nvidia_smi"] = env["FLOE_NVIDIA_SMI"].strip()
+        if env.get("FLOE_GPU_DEVICE_DIR"):
+            values["gpu_device_dir"] = env["FLOE_GPU_DEVICE_DIR"].strip()
         if env.get("FLOE_SHARE_TYPES"):
             values["share_types"] = tuple(n.strip() for n in env["FLOE_SHARE_TYPES"].split(",") if n.strip())
         values.update(overrides)
@@ -242,6 +250,10 @@ class Settings:
             raise ValueError(
                 f"FLOE_NODE_POLICY {settings.node_policy!r} is unknown: use one of {', '.join(NODE_POLICIES)}"
             )
+        if not os.path.isabs(settings.gpu_device_dir):
+            raise ValueError(f"FLOE_GPU_DEVICE_DIR {settings.gpu_device_dir!r} must be an absolute path")
+        if not settings.nvidia_smi:
+            raise ValueError("FLOE_NVIDIA_SMI must name a program (a name on PATH or an absolute path)")
         if settings.provider not in PROVIDERS:
             raise ValueError(f"FLOE_PROVIDER {settings.provider!r} is unknown: use one of {', '.join(PROVIDERS)}")
         if not 1 <= settings.client_cert_days <= 3650:

@@ -1,10 +1,9 @@
-"""Flavors: the sizes a node may have, as Nova names them (a small built-in catalog).
+"""Nova's built-in flavors as pure constants (the lowest layer: no database).
 
-floe has no Nova behind it. A cluster's `flavor_id` (its workers) and `master_flavor_id` (its
-managers) are looked up here by name or by Nova's classic id ("2" is m1.small); quotas count a
-cluster's vCPUs and RAM from them. Nodes are not yet held to their flavor (docs/architecture.md,
-"Not yet"), so a name outside the catalog is still accepted, as it always was, and counts as the
-default flavor; so does a cluster or template that names none.
+The catalog proper is the `flavors` table, seeded with these five by migration 0008 and
+managed by admins (services/flavors.py: lookups, checks and `resolve_size`; Nova's API at
+/v2.1). What remains here is for code that cannot read the database: the default flavor's name
+and the built-in sizes. New code reads the table; this module goes once nothing imports it.
 """
 
 from __future__ import annotations

@@ -213,6 +213,62 @@ def allocate(
     raise Conflict(f"could not allocate addresses for {purpose}: too much contention, try again")
 
 
+def _lock_range(session: Session, address_range: IPv4Network) -> None:
+    """Take the range's allocator lock (see allocate) until the transaction ends."""
+    session.execute(
+        select(AddressAllocation.id)
+        .where(AddressAllocation.cidr == str(infra_subnet(address_range)))
+        .with_for_update()
+    ).first()
+
+
+def reserve(
+    session: Session, cidr: IPv4Network | str, purpose: str, owner: str, address_range: IPv4Network | None = None
+) -> IPv4Network:
+    """Reserve exactly `cidr` for `owner` (a block the caller chose); flushes, the caller commits.
+
+    Conflict if it overlaps any allocation (named in the message). With `address_range`, the
+    range's allocator lock is held first, so a concurrent allocate() cannot hand out an
+    overlapping block (different sizes are not caught by the unique CIDR alone).
+    """
+    net = IPv4Network(cidr)
+    if address_range is not None:
+        _lock_range(session, address_range)
+    for _attempt in range(5):
+        free = _free_map(session)
+        start, end = int(net.network_address), int(net.broadcast_address)
+        i = bisect.bisect_right(free.gaps, (start, _LAST)) - 1
+        if i < 0 or free.gaps[i][1] < end:
+            raise Conflict(f"{net} is not free: it overlaps {_overlapping(session, net)}")
+        row = AddressAllocation(cidr=str(net), purpose=purpose, owner=owner)
+        try:
+            with session.begin_nested():
+                session.add(row)
+        except IntegrityError:  # the same block taken meanwhile: look again, from the table
+            with _free_maps_lock:
+                _free_maps.pop(session.get_bind(), None)
+            continue
+        rows_n, top, total = free.fp
+        after = _FreeMap((rows_n + 1, max(top, row.id), total + row.id), _carve(free.gaps, [(start, end)]))
+        with _free_maps_lock:
+            _free_maps[session.get_bind()] = after
+        return net
+    raise Conflict(f"could not reserve {net} for {purpose}: too much contention, try again")
+
+
+def _overlapping(session: Session, net: IPv4Network) -> str:
+    """What of the table overlaps `net`, for an error message (the first few)."""
+    start, end = int(net.network_address), int(net.broadcast_address)
+    found = []
+    for cidr, purpose in session.execute(select(AddressAllocation.cidr, AddressAllocation.purpose)):
+        lo, hi = _span(cidr)
+        if lo <= end and start <= hi:
+            found.append(f"{cidr} ({purpose})")
+    found.sort()
+    more = f" and {len(found) - 3} more" if len(found) > 3 else ""
+    return ", ".join(found[:3]) + more if found else "an allocation made meanwhile"
+
+
 def release_owner(session: Session, owner: str) -> None:
     session.execute(delete(AddressAllocation).where(AddressAllocation.owner == owner))
 

@@ -18,7 +18,8 @@ def local_provider(settings: Settings):
     from floe.providers.local.provider import LocalProvider
 
     return LocalProvider(
-        settings.home, str(infra_subnet(settings.network)), settings.registry_port, node_policy=settings.node_policy
+        settings.home, str(infra_subnet(settings.network)), settings.registry_port, node_policy=settings.node_policy,
+        nvidia_smi=settings.nvidia_smi, gpu_device_dir=settings.gpu_device_dir,
     )
 
 

@@ -26,7 +26,18 @@ from sqlalchemy import or_, select
 from floe import pki
 from floe.api.app import create_app
 from floe.config import Settings
-from floe.db.models import Cluster, ClusterTemplate, Node, Operation, Project, Token
+from floe.db.models import (
+    Cluster,
+    ClusterNetwork,
+    ClusterTemplate,
+    Flavor,
+    Network,
+    Node,
+    NodeGroup,
+    Operation,
+    Project,
+    Token,
+)
 from floe.db.session import Database
 from floe.engine.engine import Engine
 from floe.runtime import Runtime
@@ -113,11 +124,13 @@ class Env:
         names = []
         with self.db.session() as s:
             c = s.scalars(select(Cluster).where(or_(Cluster.uuid == ident, Cluster.name == ident))).one()
+            groups = {g.role: g.id for g in s.scalars(select(NodeGroup).where(NodeGroup.cluster_id == c.id))}
             # Insert workers first so ordering by role/index is really exercised.
             for role, count in (("worker", workers), ("manager", managers)):
                 for i in range(count):
                     name = f"{c.name}-{role[0]}{i}"
-                    s.add(Node(cluster_id=c.id, name=name, role=role, index=i, address=f"10.0.0.{i + 10}"))
+                    s.add(Node(cluster_id=c.id, name=name, role=role, index=i, address=f"10.0.0.{i + 10}",
+                               nodegroup_id=groups.get("master" if role == "manager" else "worker")))
             s.flush()
             nodes = s.scalars(select(Node).where(Node.cluster_id == c.id).order_by(Node.role, Node.index))
             names = [n.name for n in nodes]
@@ -127,7 +140,8 @@ class Env:
         """Every row floe's API could write, to prove a refused request changed nothing."""
         out: dict[str, list] = {}
         with self.db.session() as s:
-            for model in (Project, Token, ClusterTemplate, Cluster, Node, Operation):
+            for model in (Project, Token, ClusterTemplate, Cluster, Node, Operation, NodeGroup, Network,
+                          ClusterNetwork, Flavor):
                 rows = s.scalars(select(model).order_by(model.id)).all()
                 cols = [c.key for c in model.__table__.columns]
                 out[model.__tablename__] = [tuple(getattr(r, k) for k in cols) for r in rows]

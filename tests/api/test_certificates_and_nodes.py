@@ -94,6 +94,10 @@ def test_nodes_are_listed_managers_first(client: TestClient, env: Env, cluster: 
     assert [n["role"] for n in body["nodes"]] == ["manager"] * 3 + ["worker"] * 2
     first = body["nodes"][0]
     assert set(first) == {"uuid", "name", "role", "address", "state", "health_status", "health_reason",
-                          "swarm_node_id"}
+                          "swarm_node_id", "nodegroup", "flavor", "interfaces", "gpus"}
+    # A template without flavors: Magnum's default; eth0 is the cluster's management network.
+    assert (first["nodegroup"], first["flavor"], first["gpus"]) == ("default-master", "m1.small", [])
+    assert first["interfaces"] == [{"name": "eth0", "network": "management", "address": first["address"]}]
+    assert body["nodes"][-1]["nodegroup"] == "default-worker"
     assert (first["state"], first["health_status"], first["swarm_node_id"]) == ("planned", "UNKNOWN", None)
     assert_error(client.get("/v1/floe/clusters/nowhere/nodes"), 404)

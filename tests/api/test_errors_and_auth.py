@@ -60,7 +60,7 @@ def test_unexpected_errors_are_500_without_traceback(env: Env) -> None:
     assert err["title"] == "Internal Server Error"
     assert "hunter2" not in resp.text and "Traceback" not in resp.text and "RuntimeError" not in resp.text
     assert err["request_id"] in err["detail"]
-    assert resp.headers["OpenStack-API-Maximum-Version"] == "container-infra 1.11"
+    assert resp.headers["OpenStack-API-Maximum-Version"] == "container-infra 1.14"
 
 
 def test_validation_errors_name_the_field(client: TestClient, env: Env) -> None:

@@ -68,7 +68,7 @@ def test_password_tokens_scope_roles_and_catalog(client: TestClient, lab: dict) 
     assert [r["name"] for r in token["roles"]] == ["reader", "member"]
     assert {s["type"]: s["endpoints"][0]["url"] for s in token["catalog"]} == {
         "identity": "http://testserver/identity/v3", "container-infra": "http://testserver/v1",
-        "sharev2": "http://testserver/v2"}
+        "sharev2": "http://testserver/v2", "compute": "http://testserver/v2.1"}
     lifetime = datetime.fromisoformat(token["expires_at"]) - datetime.fromisoformat(token["issued_at"])
     assert timedelta(hours=3, minutes=59) < lifetime <= timedelta(hours=4)
     # By user id; no scope given: the user's default project.

@@ -34,7 +34,7 @@ def test_create_show_delete_over_http(http: httpx.Client, live: Live) -> None:
     assert resp.headers["location"] == f"{live.url}/v1/clustertemplates/{resp.json()['uuid']}"
     resp = http.post("/v1/clusters", json={"cluster_template_id": "live-tpl", "name": "live"},
                      headers={"OpenStack-API-Version": "container-infra latest"})
-    assert resp.status_code == 202 and resp.headers["openstack-api-version"] == "container-infra 1.11"
+    assert resp.status_code == 202 and resp.headers["openstack-api-version"] == "container-infra 1.14"
     uuid = resp.json()["uuid"]
     shown = http.get(f"/v1/clusters/{uuid}/").json()
     assert shown["links"][0]["href"] == f"{live.url}/v1/clusters/{uuid}"

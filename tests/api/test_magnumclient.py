@@ -26,9 +26,9 @@ def test_cluster_templates(mc: magnum.Client) -> None:
         assert "mc-tpl" in [t.name for t in mc.cluster_templates.list()]
         assert [t.uuid for t in mc.cluster_templates.list(detail=True) if t.name == "mc-tpl"] == [ct.uuid]
         assert mc.cluster_templates.get("mc-tpl").uuid == ct.uuid
-        updated = mc.cluster_templates.update(ct.uuid, [{"op": "replace", "path": "/flavor_id", "value": "m1.big"},
+        updated = mc.cluster_templates.update(ct.uuid, [{"op": "replace", "path": "/flavor_id", "value": "m1.large"},
                                                         {"op": "add", "path": "/labels/c", "value": "d"}])
-        assert updated.flavor_id == "m1.big" and updated.labels == {"a": "b", "c": "d"}
+        assert updated.flavor_id == "m1.large" and updated.labels == {"a": "b", "c": "d"}
         with pytest.raises(exceptions.BadRequest):
             mc.cluster_templates.create(name="k8s", coe="kubernetes", image_id="x")
         with pytest.raises(exceptions.NotFound):

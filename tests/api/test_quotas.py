@@ -8,9 +8,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from floe import flavors
-from floe.db.models import Project, Quota, QuotaLock, Share
-from floe.services import identity
+from floe.db.models import Cluster, NodeGroup, Operation, Project, Quota, QuotaLock, Share
+from floe.engine.operations import ACTIVE
+from floe.services import identity, quotas
 
 from .conftest import Env, assert_error
 
@@ -204,15 +204,70 @@ def test_nodes_cores_and_ram_from_flavors(env: Env, client: TestClient, member) 
     err = assert_error(cluster(client, token, "tiny", expect=403, node_count=0, master_flavor_id="m1.tiny"), 403)
     assert err["detail"] == "Quota exceeded for RAM: 20480 MiB of 20480 MiB used, 512 MiB requested"
     client.patch(f"/v1/quotas/{pid}/RAM", json={"hard_limit": -1})
-    # Unknown flavors (as before, accepted) count as the default flavor, m1.small.
+    # A flavor not in the catalog is refused before any quota is counted, changing nothing.
+    before = quota_rows(env)
+    err = assert_error(cluster(client, token, "odd", expect=400, node_count=0, master_flavor_id="no-such-flavor"),
+                       400)
+    assert err["detail"] == "Unable to find flavor no-such-flavor."
+    assert quota_rows(env) == before
+    # A cluster row older than the check that names an unknown flavor counts as the default, m1.small.
     assert client.get(f"/v1/quotas/{pid}/Node").json()["hard_limit"] == 5
-    cluster(client, token, "odd", node_count=0, master_flavor_id="no-such-flavor")  # 5 nodes: the limit
+    cluster(client, token, "odd", node_count=0, master_flavor_id="m1.tiny")  # 5 nodes: the limit
+    with env.db.session() as s:
+        odd = s.scalars(select(Cluster).where(Cluster.name == "odd")).one()
+        odd.master_flavor_id = "no-such-flavor"
+        for group in s.scalars(select(NodeGroup).where(NodeGroup.cluster_id == odd.id, NodeGroup.role == "master")):
+            group.flavor_id = "no-such-flavor"
+        assert quotas.cluster_usage(s, pid)[quotas.CORES] == 10 + 1  # m1.small's 1 vCPU
+        assert quotas.cluster_usage(s, pid)[quotas.RAM] == 20480 + 2048
     err = assert_error(cluster(client, token, "over", expect=403, node_count=0), 403)
     assert err["detail"] == "Quota exceeded for Node: 5 of 5 used, 1 requested"
     assert client.delete(f"/v1/quotas/{pid}/Node").status_code == 204
     cluster(client, token, "over", node_count=0)
-    small = flavors.size_of("no-such-flavor")
-    assert (small.name, small.vcpus, small.ram) == ("m1.small", 1, 2048)
+
+
+def test_nodegroups_count_at_their_own_flavors(env: Env, client: TestClient, member) -> None:
+    """A cluster with nodegroup rows counts each group's nodes at its flavor (the default-master
+    group at the cluster's master_count), a resize only changing its default worker group."""
+    token, pid = member
+    template(client, flavor_id="m1.medium", master_flavor_id="m1.large")  # 2 vCPU 4096 MiB; 4 vCPU 8192 MiB
+    uuid = cluster(client, token, "grouped", node_count=2).json()["uuid"]
+    with env.db.session() as s:
+        c = s.scalars(select(Cluster).where(Cluster.uuid == uuid)).one()
+        if not s.scalars(select(NodeGroup).where(NodeGroup.cluster_id == c.id)).first():
+            for name, role, count in (("default-master", "master", 1), ("default-worker", "worker", 2)):
+                s.add(NodeGroup(cluster_id=c.id, project_id=pid, name=name, role=role, is_default=True,
+                                node_count=count))
+        # A group of its own: 3 nodes of m1.xlarge (8 vCPUs, 16384 MiB each).
+        s.add(NodeGroup(cluster_id=c.id, project_id=pid, name="big", role="worker", flavor_id="5", node_count=3))
+        s.flush()
+        used = quotas.cluster_usage(s, pid)
+        assert used == {quotas.CLUSTERS: 1, quotas.NODES: 1 + 2 + 3, quotas.CORES: 4 + 2 * 2 + 3 * 8,
+                        quotas.RAM: 8192 + 2 * 4096 + 3 * 16384}
+        assert quotas.cluster_size(s, c) == {k: v for k, v in used.items() if k != quotas.CLUSTERS}
+        # Four default workers instead of two: two more m1.medium.
+        grown = quotas.cluster_size(s, c, 4)
+        assert (grown[quotas.NODES], grown[quotas.CORES]) == (8, used[quotas.CORES] + 2 * 2)
+        assert quotas.nodegroup_size(s, "m1.tiny", 3) == {quotas.NODES: 3, quotas.CORES: 3, quotas.RAM: 3 * 512}
+        assert quotas.nodegroup_size(s, None, 1) == {quotas.NODES: 1, quotas.CORES: 1, quotas.RAM: 2048}
+    set_quota(client, pid, "Cores", 4 + 2 * 2 + 3 * 8 + 2)  # room for one more m1.medium worker, not two
+    as_member = env.headers(token)
+    env.finish_create(uuid)
+    err = assert_error(client.post(f"/v1/clusters/{uuid}/actions/resize", json={"node_count": 4},
+                                   headers=as_member), 403)
+    assert err["detail"] == "Quota exceeded for Cores: 32 of 34 used, 4 requested"
+    resp = client.post(f"/v1/clusters/{uuid}/actions/resize", json={"node_count": 3}, headers=as_member)
+    assert resp.status_code == 202, resp.text
+    with env.db.session() as s:
+        # While the resize runs, the default worker group counts at its target; an update of
+        # another group counts that group at its target instead.
+        assert quotas.cluster_usage(s, pid)[quotas.NODES] == 1 + 3 + 3
+        (op,) = [o for o in s.scalars(select(Operation)) if o.state in ACTIVE]
+        big = s.scalars(select(NodeGroup).where(NodeGroup.name == "big")).one()
+        op.params = {"nodegroup": big.uuid, "node_count": 5}
+        s.flush()
+        assert quotas.cluster_usage(s, pid)[quotas.NODES] == 1 + 2 + 5
+        assert quotas.counted_workers(s, s.scalars(select(Cluster).where(Cluster.uuid == uuid)).one()) == 2
 
 
 def test_resize_at_the_edge(env: Env, client: TestClient, member) -> None:
@@ -236,6 +291,9 @@ def test_resize_at_the_edge(env: Env, client: TestClient, member) -> None:
     err = assert_error(cluster(client, token, "more", expect=403, node_count=0), 403)
     assert err["detail"] == "Quota exceeded for Node: 4 of 4 used, 1 requested"
     env.finish_create(uuid, node_count=3)
+    with env.db.session() as s:  # the engine settles the default worker group's count too
+        s.scalars(select(NodeGroup).where(NodeGroup.name == "default-worker", NodeGroup.project_id == pid)
+                  ).one().node_count = 3
     # Shrinking is always allowed, even under a lowered quota.
     client.patch(f"/v1/quotas/{pid}/Node", json={"hard_limit": 1})
     resp = client.patch(f"/v1/clusters/{uuid}", json=[{"op": "replace", "path": "/node_count", "value": 2}],

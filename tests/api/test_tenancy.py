@@ -78,14 +78,17 @@ OWN_OR_PUBLIC = {
     ("GET", "/identity/v3/auth/catalog"), ("GET", "/identity/v3/auth/projects"),
     ("GET", "/identity/v3/auth/domains"), ("GET", "/identity/v3/roles"), ("GET", "/identity/v3/roles/{role_id}"),
     ("GET", "/identity/v3/domains"), ("GET", "/identity/v3/domains/{domain_id}"),
-    ("GET", "/v1/quotas"),
+    ("GET", "/v1/quotas"), ("GET", "/v1/floe/networks"),
     # The server-wide defaults, the same for every project (Manila lets everyone read them).
     ("GET", "/v2/quota-sets/{project_id}/defaults"), ("GET", "/v2/os-quota-sets/{project_id}/defaults"),
+    # The flavor catalog: global, its public part the same for everyone.
+    ("GET", "/v2.1/flavors"), ("GET", "/v2.1/flavors/detail"), ("GET", "/v2.1/flavors/{flavor_id}"),
+    ("GET", "/v2.1/flavors/{flavor_id}/os-extra_specs"), ("GET", "/v2.1/flavors/{flavor_id}/os-flavor-access"),
 }
 # Creates in the caller's own project: a member may (so they are not walked as bob: they would
 # change the database, rightly); a reader may not.
 OWN_CREATES = {("POST", "/v1/clustertemplates"), ("POST", "/v2/shares"), ("POST", "/v1/floe/images"),
-               ("POST", "/v2/snapshots")}
+               ("POST", "/v2/snapshots"), ("POST", "/v1/floe/networks")}
 # A body naming an object the caller cannot see is invalid input (Magnum answers 400 for a
 # template it cannot find when creating a cluster).
 BAD_REFERENCE_400 = {("POST", "/v1/clusters")}
@@ -99,6 +102,10 @@ def _bodies(w: dict[str, Any], csr: str) -> dict[tuple[str, str], Any]:
         ("DELETE", "/v1/clusters/{ident}"): None,
         ("POST", "/v1/clusters/{ident}/actions/resize"): {"node_count": 3},
         ("POST", "/v1/clusters/{ident}/actions/upgrade"): {"cluster_template": w["template"]},
+        ("POST", "/v1/clusters/{cluster_ident}/nodegroups"): {"name": "stolen", "node_count": 1},
+        ("PATCH", "/v1/clusters/{cluster_ident}/nodegroups/{ng_ident}"): [
+            {"op": "replace", "path": "/max_node_count", "value": 10}],
+        ("DELETE", "/v1/clusters/{cluster_ident}/nodegroups/{ng_ident}"): None,
         ("PATCH", "/v1/clustertemplates/{ident}"): [{"op": "replace", "path": "/public", "value": True}],
         ("DELETE", "/v1/clustertemplates/{ident}"): None,
         ("POST", "/v1/clustertemplates"): {"coe": "swarm", "name": "beta-tpl"},
@@ -108,6 +115,9 @@ def _bodies(w: dict[str, Any], csr: str) -> dict[tuple[str, str], Any]:
         ("POST", "/v1/floe/clusters/{ident}/shares"): {"share": w["share"]},
         ("DELETE", "/v1/floe/clusters/{ident}/shares/{share}"): None,
         ("POST", "/v1/floe/images"): None,
+        ("POST", "/v1/floe/networks"): {"name": "beta-net"},
+        ("DELETE", "/v1/floe/networks/{ident}"): None,
+        ("POST", "/v1/floe/clusters/{ident}/networks"): {"network": w["network"]},
         ("POST", "/v1/quotas"): {"project_id": w["alpha"], "resource": "Cluster", "hard_limit": 100},
         ("PATCH", "/v1/quotas/{project_id}/{resource}"): {"project_id": w["alpha"], "resource": "Cluster",
                                                           "hard_limit": 100},
@@ -138,6 +148,11 @@ def _bodies(w: dict[str, Any], csr: str) -> dict[tuple[str, str], Any]:
         ("POST", "/identity/v3/users/{user_id}/application_credentials"): {"application_credential": {
             "name": "stolen"}},
         ("DELETE", "/identity/v3/users/{user_id}/application_credentials/{cred_id}"): None,
+        # Flavors are global and admin-managed: bob and carol may change none.
+        ("POST", "/v2.1/flavors"): {"flavor": {"name": "beta-flavor", "ram": 512, "vcpus": 1, "disk": 0}},
+        ("DELETE", "/v2.1/flavors/{flavor_id}"): None,
+        ("POST", "/v2.1/flavors/{flavor_id}/os-extra_specs"): {"extra_specs": {"floe:gpus": "1"}},
+        ("DELETE", "/v2.1/flavors/{flavor_id}/os-extra_specs/{key}"): None,
     }
 
 
@@ -147,12 +162,16 @@ def _fill(path: str, w: dict[str, Any]) -> str:
     values = {
         "{ident}": w["cluster"] if cluster_like else w["template"] if "clustertemplates" in path
         else "default" if "/types/" in path else w["share"],
-        "{cluster_ident}": w["cluster"], "{share}": w["share"], "{project_id}": w["alpha"],
+        "{cluster_ident}": w["cluster"], "{ng_ident}": "default-worker", "{share}": w["share"],
+        "{project_id}": w["alpha"],
         "{resource}": "Cluster", "{rule_id}": w["rule"], "{location_id}": w["location"], "{key}": "k",
         "{user_id}": w["alice"], "{role_id}": w["member_role"], "{cred_id}": w["cred"], "{domain_id}": "default",
+        "{flavor_id}": "m1.tiny",
     }
     if path.startswith("/v1/floe/shares/"):
         values["{ident}"] = w["share"]
+    if path.startswith("/v1/floe/networks/"):
+        values["{ident}"] = w["network"]
     for name, value in values.items():
         path = path.replace(name, value)
     assert "{" not in path, path
@@ -196,6 +215,9 @@ def world(env: Env, client: TestClient) -> dict[str, Any]:
                       json={"application_credential": {"name": "alpha-ci"}})
     assert resp.status_code == 201, resp.text
     w["cred"] = resp.json()["application_credential"]["id"]
+    resp = alice.post("/v1/floe/networks", json={"name": "alpha-net"})
+    assert resp.status_code == 201, resp.text
+    w["network"] = resp.json()["uuid"]
     w["bob_token"] = _token(client, "bob", "beta")
     w["carol_token"] = _token(client, "carol", "beta")
     return w
@@ -203,7 +225,7 @@ def world(env: Env, client: TestClient) -> dict[str, Any]:
 
 def _alpha_markers(w: dict[str, Any]) -> list[str]:
     return [w["cluster"], w["template"], w["share"], w["rule"], w["alpha"], w["alice"], w["cred"],
-            "alpha-cluster", "alpha-tpl", "alpha-share", "alpha-ci", "alice"]
+            "alpha-cluster", "alpha-tpl", "alpha-share", "alpha-ci", "alice", w["network"], "alpha-net"]
 
 
 @pytest.mark.parametrize("who", ["bob", "carol"])
@@ -227,6 +249,8 @@ def test_every_route_refuses_another_project(env: Env, client: TestClient, world
             continue  # a member creating in their own project: allowed, and not alpha's business
         url = _fill(path, w)
         headers = dict(MANILA) if path.startswith("/v2") else {}
+        if "/nodegroups" in path:  # served from Magnum's 1.9 on (406 before, whoever asks)
+            headers["OpenStack-API-Version"] = "container-infra latest"
         if path == "/identity/v3/auth/tokens":
             headers["X-Subject-Token"] = w["alice_token"]
         body = bodies.get((method, path))

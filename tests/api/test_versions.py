@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 from .conftest import Env, assert_error
 
 MIN = "container-infra 1.1"
-MAX = "container-infra 1.11"
+MAX = "container-infra 1.14"
 
 
 def test_root_document_needs_no_token(env: Env) -> None:
@@ -22,7 +22,7 @@ def test_root_document_needs_no_token(env: Env) -> None:
         "id": "v1",
         "links": [{"href": "http://testserver/v1/", "rel": "self"}],
         "status": "CURRENT",
-        "max_version": "1.11",
+        "max_version": "1.14",
         "min_version": "1.1",
     }
 
@@ -51,7 +51,8 @@ def test_v1_document_needs_no_token(env: Env, path: str) -> None:
         (None, MIN),
         ("container-infra 1.1", MIN),
         ("container-infra 1.7", "container-infra 1.7"),
-        ("container-infra 1.11", MAX),
+        ("container-infra 1.11", "container-infra 1.11"),
+        ("container-infra 1.14", MAX),
         ("container-infra latest", MAX),
         ("container-infra LATEST", MAX),
         ("compute 2.1, container-infra 1.5", "container-infra 1.5"),
@@ -67,7 +68,7 @@ def test_accepted_versions(client: TestClient, header: str | None, expected: str
     assert resp.headers["OpenStack-API-Maximum-Version"] == MAX
 
 
-@pytest.mark.parametrize("version", ["1.0", "1.12", "2.0", "0.9", "1.99"])
+@pytest.mark.parametrize("version", ["1.0", "1.15", "2.0", "0.9", "1.99"])
 def test_unsupported_versions_are_406(client: TestClient, env: Env, version: str) -> None:
     before = env.snapshot()
     resp = client.post(
@@ -75,8 +76,8 @@ def test_unsupported_versions_are_406(client: TestClient, env: Env, version: str
         json={"coe": "swarm"},
         headers={"OpenStack-API-Version": f"container-infra {version}"},
     )
-    err = assert_error(resp, 406, version, "1.1", "1.11")
-    assert err["max_version"] == "1.11" and err["min_version"] == "1.1"
+    err = assert_error(resp, 406, version, "1.1", "1.14")
+    assert err["max_version"] == "1.14" and err["min_version"] == "1.1"
     assert resp.headers["OpenStack-API-Minimum-Version"] == MIN
     assert resp.headers["OpenStack-API-Maximum-Version"] == MAX
     assert env.snapshot() == before

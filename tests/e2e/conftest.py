@@ -136,10 +136,20 @@ def host_objects(home: Path) -> dict[str, list[str]]:
             if str(home / "nodes") in cmd:
                 procs.append(f"{pid} {cmd}")
     mounts = [m for m in Path("/proc/mounts").read_text().splitlines() if str(home / "nodes") in m]
+    # Loop devices of node disks (flavors): a backing file under the home's nodes.
+    loops = []
+    for backing in Path("/sys/block").glob("loop*/loop/backing_file"):
+        try:
+            if str(home / "nodes") in backing.read_text():
+                loops.append(f"{backing.parent.parent.name} {backing.read_text().strip()}")
+        except OSError:
+            continue
     return {
         "netns": [n for n in ns if n.startswith("floe-")],
+        # Cluster bridges and veths (flb-, fv), nodes' veths on project networks (fn), project bridges (flp-).
         "links": [name for name in (ln.split(":")[1].strip().split("@")[0] for ln in links)
-                  if name.startswith(("flb-", "fv"))],
+                  if name.startswith(("flb-", "fv", "fn", "flp-"))],
+        "loops": loops,
         "iptables": [r for r in rules if "floe:" in r and "floe:infra" not in r],
         "processes": procs,
         "mounts": mounts,

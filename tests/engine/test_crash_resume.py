@@ -257,3 +257,49 @@ def test_ca_rotation_resumes_after_a_crash_at_every_step(crashing: tuple[Sim, Cr
             assert following is None, f"{step}:{when} left the next CA behind"
             assert current not in seen, f"{step}:{when}: the CA did not change"
             seen.add(current)
+
+
+def test_nodegroup_changes_and_a_network_attach_resume_after_a_crash_at_every_step(
+    crashing: tuple[Sim, Crasher],
+) -> None:
+    from floe.db.models import Node, NodeGroup, NodeInterface
+    from floe.services import networks, nodegroups
+
+    sim, crasher = crashing
+    sim.create("g", workers=2)
+    sim.wait({"g"}, "CREATE_COMPLETE")
+
+    def group_nodes(name: str) -> tuple[str | None, int]:
+        with sim.db.session() as s:
+            g = s.scalars(select(NodeGroup).where(NodeGroup.name == name)).first()
+            if g is None:
+                return None, 0
+            return g.status, len(s.scalars(select(Node).where(Node.nodegroup_id == g.id)).all())
+
+    for i, step in enumerate(_steps("update")):
+        for when in ("before", "after"):
+            name = f"ng{i}{when[0]}"
+            crasher.arm(f"update:{step}:{when}")
+            nodegroups.create_nodegroup(sim.runtime, sim.caller, "g", nodegroups.NodeGroupSpec(name=name, node_count=2))
+            crasher.restart()
+            sim.wait({"g"}, "UPDATE_COMPLETE", timeout=60)
+            assert_consistent(sim.db, sim.provider)
+            assert group_nodes(name) == ("CREATE_COMPLETE", 2)
+            crasher.arm(f"update:{step}:{when}")
+            nodegroups.delete_nodegroup(sim.runtime, sim.caller, "g", name)
+            crasher.restart()
+            sim.wait({"g"}, "UPDATE_COMPLETE", timeout=60)
+            assert_consistent(sim.db, sim.provider)
+            assert group_nodes(name) == (None, 0)
+
+    for i, step in enumerate(_steps("attach_network")):
+        for when in ("before", "after"):
+            net = networks.create_network(sim.runtime, sim.caller, f"net{i}{when[0]}")
+            crasher.arm(f"attach_network:{step}:{when}")
+            networks.attach_network(sim.runtime, sim.caller, "g", net.network.name)
+            crasher.restart()
+            sim.wait({"g"}, "UPDATE_COMPLETE", timeout=60)
+            with sim.db.session() as s:
+                nodes = s.scalars(select(Node).where(Node.state != "removing")).all()
+                on_it = s.scalars(select(NodeInterface).where(NodeInterface.network_id == net.network.id)).all()
+                assert len(on_it) == len(nodes) == 3

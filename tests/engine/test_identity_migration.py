@@ -61,7 +61,7 @@ def test_a_0004_database_keeps_its_tokens_and_gets_an_admin_user(tmp_path: Path,
                           project_id="p-team", name="tpl")
             cluster = _insert(conn, Table("clusters", meta, autoload_with=conn), uuid="c-uuid",
                               project_id="p-team", name="c", cluster_template_id="t-uuid")
-            _insert(conn, Table("nodes", meta, autoload_with=conn), cluster_id=cluster, name="c-m0")
+            _insert(conn, Table("nodes", meta, autoload_with=conn), cluster_id=cluster, name="c-m0", role="manager")
             _insert(conn, Table("operations", meta, autoload_with=conn), cluster_id=cluster, kind="create")
         db.migrate()
         with db.engine.connect() as conn:
@@ -69,6 +69,15 @@ def test_a_0004_database_keeps_its_tokens_and_gets_an_admin_user(tmp_path: Path,
                 table = Table(name, MetaData(), autoload_with=conn)
                 assert conn.execute(select(func.count()).select_from(table)).scalar() == (
                     2 if name in ("tokens", "projects") else 1), name
+            # 0008: the cluster has its two default nodegroups, and its node is in default-master.
+            groups = Table("nodegroups", MetaData(), autoload_with=conn)
+            rows = conn.execute(select(groups.c.id, groups.c.name, groups.c.is_default, groups.c.labels)).all()
+            assert sorted((r.name, r.is_default) for r in rows) == [("default-master", True), ("default-worker", True)]
+            nodes = Table("nodes", MetaData(), autoload_with=conn)
+            master = next(r.id for r in rows if r.name == "default-master")
+            assert conn.execute(select(nodes.c.nodegroup_id)).scalar() == master
+            flavors = Table("flavors", MetaData(), autoload_with=conn)
+            assert conn.execute(select(func.count()).select_from(flavors)).scalar() == 5
         token_file = tmp_path / "admin-token"
         token_file.write_text(admin_secret + "\n")
         monkeypatch.setenv("FLOE_ADMIN_PASSWORD", "bootstrap-pw")

@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from floe import __version__
-from floe.api import extensions, identity, magnum, manila, openapi, registry
+from floe.api import compute, extensions, identity, magnum, manila, openapi, registry
 from floe.api.cache import ApiCaches
 from floe.api.errors import ErrorShape, install_error_handlers
 from floe.api.http import REQUEST_ID_HEADER, header
@@ -40,11 +40,13 @@ def _normalise_path(path: str) -> str:
 
 def error_shape(path: str) -> ErrorShape:
     """The error shape of the API `path` belongs to: Manila's under /v2, Keystone's under
-    /identity, Magnum's elsewhere."""
+    /identity, Nova's under /v2.1, Magnum's elsewhere."""
     if path == "/v2" or path.startswith("/v2/"):
         return manila.MANILA_FAULTS
     if path == "/identity" or path.startswith("/identity/"):
         return identity.KEYSTONE_ERRORS
+    if path == "/v2.1" or path.startswith("/v2.1/"):
+        return compute.NOVA_FAULTS
     return magnum.MAGNUM_ERRORS
 
 
@@ -192,6 +194,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     openapi.install(app, v1=magnum_openapi.document, v2=manila_openapi.document)
     manila.install(app)  # Manila's v2 API for shares at /v2
     identity.install(app)  # Keystone's v3 API at /identity/v3
+    compute.install(app)  # Nova's flavors at /v2.1
     app.add_middleware(manila.RootSwitch)
     app.add_middleware(magnum.MagnumGate)
     app.add_middleware(FloeMiddleware)

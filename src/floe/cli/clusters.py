@@ -9,6 +9,7 @@ import typer
 from rich.text import Text
 
 from floe.cli.errors import CLIError
+from floe.cli.networks import cluster_network_app
 from floe.cli.options import (
     ChangeWaitOption,
     FormatOption,
@@ -33,10 +34,12 @@ from floe.cli.output import (
     table,
 )
 from floe.cli.shares import MOUNT_COLUMNS, mount_row
+from floe.cli.templates import DataNetworkOption, NetworkOption, network_fields
 from floe.cli.wait import wait_attachment, wait_for_cluster
 from floe.client import FloeClient
 
 cluster_app = typer.Typer(help="Clusters.", no_args_is_help=True)
+cluster_app.add_typer(cluster_network_app, name="network")
 
 CLUSTER_COLUMNS = ("NAME", "UUID", "STATUS", "HEALTH", "MASTERS", "NODES", "API ADDRESS")
 
@@ -96,9 +99,19 @@ def cluster_create(
         list[str] | None,
         typer.Option("--share", metavar="SHARE", help="Attach this share at /mnt/SHARE_NAME; repeat for more."),
     ] = None,
+    network: NetworkOption = None,
+    data_network: DataNetworkOption = None,
+    flavor: Annotated[str | None, typer.Option("--flavor", help="Worker flavor (default: the template's).")] = None,
+    master_flavor: Annotated[
+        str | None, typer.Option("--master-flavor", help="Manager flavor (default: the template's).")
+    ] = None,
 ) -> None:
     """Create a cluster from a template."""
     labels = parse_labels(label)
+    fields = network_fields(network, data_network, labels)
+    if fields and labels:
+        fields["merge_labels"] = True  # the template's labels stay, as without --network
+    fields.update({k: v for k, v in (("flavor_id", flavor), ("master_flavor_id", master_flavor)) if v})
     with api_client() as client:
         # Resolve the template first: a clear "not found" beats a failed create, and the
         # request then carries the uuid whatever the user typed.
@@ -107,7 +120,7 @@ def cluster_create(
             _check_attachable(client, name, share)  # before anything is created
         uuid = client.create_cluster(
             name, template_uuid, node_count=node_count, master_count=master_count,
-            labels=labels, create_timeout=timeout,
+            labels=labels, create_timeout=timeout, **fields,
         )
         if share:
             # Recorded now, mounted as soon as the first node has started (every node sees it).
@@ -198,7 +211,9 @@ def cluster_rotate_ca(
     say(f"cluster {name} is {cluster.get('status')}: get a new bundle with `floe cluster config {name}`")
 
 
-NODE_COLUMNS = ("NAME", "ROLE", "ADDRESS", "STATE", "HEALTH", "HEALTH REASON", "SWARM ID", "UUID")
+NODE_COLUMNS = (
+    "NAME", "ROLE", "NODEGROUP", "FLAVOR", "NETWORKS", "GPUS", "STATE", "HEALTH", "HEALTH REASON", "SWARM ID", "UUID",
+)
 
 
 def _node_row(n: dict[str, Any]) -> list[Text | str]:
@@ -206,7 +221,12 @@ def _node_row(n: dict[str, Any]) -> list[Text | str]:
     return [
         fmt(n.get("name")),
         fmt(n.get("role")),
-        fmt(n.get("address")),
+        fmt(n.get("nodegroup")),
+        fmt(n.get("flavor")),
+        # One line per interface: "eth1 fast 10.161.4.2"
+        "\n".join(f"{i['name']} {i['network']} {i['address']}" for i in n.get("interfaces") or [])
+        or fmt(n.get("address")),
+        fmt(len(n.get("gpus") or []) or None),
         styled(n.get("state"), node_state_style(n.get("state"))),
         styled(n.get("health_status"), health_style(n.get("health_status"))),
         fmt(n.get("health_reason")),

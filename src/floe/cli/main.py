@@ -1,9 +1,9 @@
 """The `floe` command line: the root app, which registers one module per noun.
 
 Operator commands (admin) run the server and clean up the host; login/logout/whoami choose who
-the CLI acts as; templates, clusters, images, shares, projects, users, roles and application
-credentials go through the API with floe.client. Every failure reaches the user as one `error: ...`
-line on stderr and a non-zero exit (see floe.cli.errors).
+the CLI acts as; templates, clusters, nodegroups, images, shares, networks, projects, users, roles
+and application credentials go through the API with floe.client. Every failure reaches the user
+as one `error: ...` line on stderr and a non-zero exit (see floe.cli.errors).
 """
 
 from __future__ import annotations
@@ -16,8 +16,11 @@ from floe import __version__
 from floe.cli import admin, login
 from floe.cli.clusters import cluster_app
 from floe.cli.errors import FloeGroup
+from floe.cli.flavors import flavor_app
 from floe.cli.identity import credential_app, project_app, role_app, user_app
 from floe.cli.images import image_app
+from floe.cli.networks import network_app
+from floe.cli.nodegroups import nodegroup_app
 from floe.cli.shares import share_app
 from floe.cli.templates import template_app
 
@@ -32,8 +35,11 @@ admin.register(app)
 login.register(app)
 app.add_typer(template_app, name="template")
 app.add_typer(cluster_app, name="cluster")
+app.add_typer(nodegroup_app, name="nodegroup")
+app.add_typer(flavor_app, name="flavor")
 app.add_typer(image_app, name="image")
 app.add_typer(share_app, name="share")
+app.add_typer(network_app, name="network")
 app.add_typer(project_app, name="project")
 app.add_typer(user_app, name="user")
 app.add_typer(role_app, name="role")

@@ -13,8 +13,6 @@ template_app = typer.Typer(help="Cluster templates.", no_args_is_help=True)
 
 TEMPLATE_COLUMNS = ("NAME", "UUID", "COE", "IMAGE", "FLAVOR", "MASTER FLAVOR", "PUBLIC", "LABELS")
 
-# Stock clients send flavors, so they are accepted and shown; floe does not size nodes by them yet.
-_UNSIZED = "(recorded and shown; not enforced yet: a node may use the whole machine)"
 
 
 def _template_row(t: dict[str, Any]) -> list[str]:
@@ -30,23 +28,54 @@ def _template_row(t: dict[str, Any]) -> list[str]:
     ]
 
 
+NetworkOption = Annotated[
+    list[str] | None,
+    typer.Option("--network", metavar="NETWORK",
+                 help="A project network every node attaches to (eth1, eth2, … in order); repeat for more."),
+]
+DataNetworkOption = Annotated[
+    str | None,
+    typer.Option("--data-network", metavar="NETWORK", help="The --network that carries Swarm's overlay traffic."),
+]
+
+
+def network_fields(networks: list[str] | None, data_network: str | None, labels: dict[str, str]) -> dict:
+    """Magnum's spelling of a node's networks: fixed_network, then labels extra_network_names and
+    data_path_network (`labels` is updated in place); the fields to send beside them."""
+    networks = list(networks or [])
+    if data_network and data_network not in networks:
+        networks.append(data_network)
+    if not networks:
+        return {}
+    if len(networks) > 1:
+        labels["extra_network_names"] = ",".join(networks[1:])
+    if data_network:
+        labels["data_path_network"] = data_network
+    return {"fixed_network": networks[0]}
+
+
 @template_app.command("create")
 def template_create(
     name: Annotated[str, typer.Argument(help="Template name.")],
     coe: Annotated[str, typer.Option("--coe", help="Container orchestration engine.")] = "swarm",
     image: Annotated[str | None, typer.Option("--image", help="Node image.")] = None,
-    flavor: Annotated[str | None, typer.Option("--flavor", help=f"Worker flavor {_UNSIZED}")] = None,
-    master_flavor: Annotated[str | None, typer.Option("--master-flavor", help=f"Manager flavor {_UNSIZED}")] = None,
+    flavor: Annotated[str | None, typer.Option("--flavor", help="Worker flavor (floe flavor list).")] = None,
+    master_flavor: Annotated[
+        str | None, typer.Option("--master-flavor", help="Manager flavor (floe flavor list).")
+    ] = None,
     label: LabelOption = None,
     public: Annotated[bool, typer.Option("--public", help="Visible to every project.")] = False,
+    network: NetworkOption = None,
+    data_network: DataNetworkOption = None,
     output: FormatOption = OutputFormat.table,
 ) -> None:
     """Create a cluster template."""
     labels = parse_labels(label)
+    fields = network_fields(network, data_network, labels)
     with api_client() as client:
         created = client.create_template(
             name, coe, image_id=image, flavor_id=flavor, master_flavor_id=master_flavor,
-            labels=labels, public=public,
+            labels=labels, public=public, **fields,
         )
     show(created, output)
 

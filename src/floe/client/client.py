@@ -1,4 +1,5 @@
-"""A typed HTTP client for floe's Magnum-shaped v1 API, its floe extensions, Manila's v2 and Keystone's v3."""
+"""A typed HTTP client for floe's Magnum-shaped v1 API, its floe extensions, Manila's v2, Keystone's v3 and
+Nova's flavors (/v2.1)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ API_VERSION_HEADER = "container-infra latest"
 # The Manila microversion floe's share calls are written for.
 MANILA_VERSION = "2.65"
 MANILA_HEADERS = {"X-OpenStack-Manila-API-Version": MANILA_VERSION}
+# The Nova microversion floe's flavor calls are written for (descriptions and extra specs).
+COMPUTE_HEADERS = {"OpenStack-API-Version": "compute 2.61"}
 # Uploading and loading a `docker save` tarball can take minutes; only connecting is bounded.
 UPLOAD_TIMEOUT = httpx.Timeout(None, connect=10.0)
 
@@ -195,10 +198,11 @@ class FloeClient:
             raise FloeAPIError(200, "Bad Response", f"expected a JSON object from {method} {path}")
         return body
 
-    def _list(self, path: str, key: str) -> list[JSON]:
-        """Every item of a Magnum list, following its `next` links page by page."""
+    def _list(self, path: str, key: str, first: dict[str, str] | None = None) -> list[JSON]:
+        """Every item of a Magnum list, following its `next` links page by page (`first`: the
+        first page's query parameters, e.g. a filter)."""
         items: list[JSON] = []
-        params: dict[str, str] = {}
+        params: dict[str, str] = dict(first or {})
         seen: set[str] = set()
         while True:
             body = self._object("GET", path, params=params)
@@ -441,6 +445,33 @@ class FloeClient:
     def share_mounts(self, share: str) -> list[JSON]:
         return list(self._object("GET", f"/v1/floe/shares/{_path(share)}/mounts")["mounts"])
 
+    # -- project networks (floe extensions) -----------------------------------------
+
+    def create_network(self, name: str, cidr: str | None = None) -> JSON:
+        """POST /v1/floe/networks: a project network (a free /24 of floe's range without `cidr`)."""
+        body: JSON = {"name": name}
+        if cidr is not None:
+            body["cidr"] = cidr
+        return self._object("POST", "/v1/floe/networks", json=body)
+
+    def list_networks(self) -> list[JSON]:
+        return list(self._object("GET", "/v1/floe/networks")["networks"])
+
+    def get_network(self, ident: str) -> JSON:
+        return self._object("GET", f"/v1/floe/networks/{_path(ident)}")
+
+    def delete_network(self, ident: str) -> None:
+        """DELETE /v1/floe/networks/{ident}: refused (409) while a cluster uses it."""
+        self._json("DELETE", f"/v1/floe/networks/{_path(ident)}")
+
+    def cluster_networks(self, cluster: str) -> list[JSON]:
+        """GET /v1/floe/clusters/{cluster}/networks: its networks in interface order."""
+        return list(self._object("GET", f"/v1/floe/clusters/{_path(cluster)}/networks")["networks"])
+
+    def attach_network(self, cluster: str, network: str) -> JSON:
+        """POST /v1/floe/clusters/{cluster}/networks: every node gets an interface on it (queued)."""
+        return self._object("POST", f"/v1/floe/clusters/{_path(cluster)}/networks", json={"network": network})
+
     # -- identity (Keystone's v3 API at /identity/v3) ----------------------------
 
     def _identity(self, method: str, path: str, **kwargs: Any) -> Any:
@@ -642,3 +673,110 @@ class FloeClient:
     def delete_credential(self, user_id: str, credential_id: str) -> None:
         """DELETE /identity/v3/users/{user}/application_credentials/{id}."""
         self._identity("DELETE", f"{self._credentials(user_id)}/{_path(credential_id)}")
+
+    # -- flavors (Nova's compute API at /v2.1) -----------------------------------
+
+    def _compute(self, method: str, path: str, **kwargs: Any) -> Any:
+        # httpx merges these over the client's headers: this request speaks Nova's microversion.
+        return self._json(method, f"/v2.1{path}", headers=COMPUTE_HEADERS, **kwargs)
+
+    def list_flavors(self, *, all_flavors: bool = False) -> list[JSON]:
+        """GET /v2.1/flavors/detail, following its next links: public flavors, or every flavor
+        (`all_flavors`: admins see private ones too)."""
+        items: list[JSON] = []
+        params: dict[str, str] = {"is_public": "none" if all_flavors else "true"}
+        seen: set[str] = set()
+        while True:
+            body = self._compute("GET", "/flavors/detail", params=params)
+            page = body.get("flavors") if isinstance(body, dict) else None
+            if not isinstance(page, list):
+                raise FloeAPIError(200, "Bad Response", "expected 'flavors' in the answer to GET /v2.1/flavors/detail")
+            items.extend(page)
+            nxt = [link.get("href") for link in body.get("flavors_links") or [] if link.get("rel") == "next"]
+            if not page or not nxt or not isinstance(nxt[0], str):
+                return items
+            # Only the paging parameters are taken from the link (its host is how the server sees itself).
+            params = dict(parse_qsl(urlsplit(nxt[0]).query))
+            marker = params.get("marker")
+            if not marker or marker in seen:
+                return items
+            seen.add(marker)
+
+    def get_flavor(self, ident: str) -> JSON:
+        """GET /v2.1/flavors/{id_or_name}."""
+        return dict(self._compute("GET", f"/flavors/{_path(ident)}")["flavor"])
+
+    def create_flavor(self, name: str, *, vcpus: int, ram_mb: int, disk_gb: int = 0, gpus: int = 0,
+                      flavor_id: str | None = None, public: bool = True, description: str | None = None) -> JSON:
+        """POST /v2.1/flavors (admins); `gpus` goes as floe's `floe:gpus`, in the same request."""
+        body: JSON = {"name": name, "vcpus": vcpus, "ram": ram_mb, "disk": disk_gb,
+                      "os-flavor-access:is_public": public}
+        if gpus:
+            body["floe:gpus"] = gpus
+        if flavor_id is not None:
+            body["id"] = flavor_id
+        if description is not None:
+            body["description"] = description
+        return dict(self._compute("POST", "/flavors", json={"flavor": body})["flavor"])
+
+    def delete_flavor(self, ident: str) -> None:
+        """DELETE /v2.1/flavors/{id_or_name} (admins; refused while anything names the flavor)."""
+        self._compute("DELETE", f"/flavors/{_path(ident)}")
+
+    # -- nodegroups (Magnum's, microversion 1.9 on) --------------------------------
+
+    def _nodegroups(self, cluster: str) -> str:
+        return f"/v1/clusters/{_path(cluster)}/nodegroups"
+
+    def list_nodegroups(self, cluster: str, role: str | None = None) -> list[JSON]:
+        """GET /v1/clusters/{cluster}/nodegroups (summary fields), optionally of one role."""
+        return self._list(self._nodegroups(cluster), "nodegroups", {"role": role} if role is not None else None)
+
+    def get_nodegroup(self, cluster: str, ident: str) -> JSON:
+        """GET /v1/clusters/{cluster}/nodegroups/{uuid_or_name}."""
+        return self._object("GET", f"{self._nodegroups(cluster)}/{_path(ident)}")
+
+    def create_nodegroup(
+        self,
+        cluster: str,
+        name: str,
+        *,
+        node_count: int = 1,
+        min_node_count: int = 0,
+        max_node_count: int | None = None,
+        flavor_id: str | None = None,
+        image_id: str | None = None,
+        labels: dict[str, str] | None = None,
+        merge_labels: bool = False,
+        node_labels: dict[str, str] | None = None,
+        node_taints: list[str] | None = None,
+    ) -> JSON:
+        """POST /v1/clusters/{cluster}/nodegroups; returns the new group (CREATE_IN_PROGRESS).
+
+        `node_taints` are "key=value:Effect" strings; left-out fields come from the cluster.
+        """
+        body: JSON = {"name": name, "node_count": node_count, "min_node_count": min_node_count,
+                      "max_node_count": max_node_count}
+        optional = {"flavor_id": flavor_id, "image_id": image_id, "labels": labels, "node_labels": node_labels,
+                    "node_taints": node_taints}
+        body.update({key: value for key, value in optional.items() if value is not None})
+        if merge_labels:
+            body["merge_labels"] = True
+        return self._object("POST", self._nodegroups(cluster), json=body)
+
+    def update_nodegroup(self, cluster: str, ident: str, patch: list[JSON]) -> JSON:
+        """PATCH /v1/clusters/{cluster}/nodegroups/{ident} with a JSON-patch list; returns the group."""
+        return self._object("PATCH", f"{self._nodegroups(cluster)}/{_path(ident)}", json=patch)
+
+    def resize_nodegroup(self, cluster: str, ident: str, node_count: int,
+                         nodes_to_remove: list[str] | None = None) -> str:
+        """The cluster's resize action naming a nodegroup; returns the cluster uuid."""
+        body: JSON = {"node_count": node_count, "nodegroup": ident}
+        if nodes_to_remove:
+            body["nodes_to_remove"] = list(nodes_to_remove)
+        answer = self._json("POST", f"/v1/clusters/{_path(cluster)}/actions/resize", json=body)
+        return str(answer.get("uuid", cluster)) if isinstance(answer, dict) else cluster
+
+    def delete_nodegroup(self, cluster: str, ident: str) -> None:
+        """DELETE /v1/clusters/{cluster}/nodegroups/{ident}; the group goes DELETE_IN_PROGRESS, then 404."""
+        self._request("DELETE", f"{self._nodegroups(cluster)}/{_path(ident)}")

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from floe.db.models import Cluster, Node
-from floe.errors import TemporaryError
+from floe.errors import PermanentError, TemporaryError
 from floe.providers.base import InfraProvider, NetworkSpec, NodeInfo
 from floe.steps import Step
 
@@ -117,6 +117,72 @@ def load(ctx: DriverContext, states: tuple[str, ...] | None = None) -> tuple[Clu
     with ctx.read() as s:
         c = ctx.cluster(s)
         return ClusterRef.of(c), [NodeRef.of(n) for n in ctx.nodes(s, states)]
+
+
+#: Cluster label naming the project network (one of the cluster's) that carries the data path.
+DATA_PATH_LABEL = "data_path_network"
+
+
+def data_path_addresses(ctx: DriverContext, cluster: ClusterRef) -> dict[str, str]:
+    """Node name → its address on the cluster's data-path network ({} when the label is unset)."""
+    wanted = str(cluster.labels.get(DATA_PATH_LABEL) or "")
+    if not wanted:
+        return {}
+    from sqlalchemy import select  # the drivers' module graph stays small without it
+
+    from floe.db.models import ClusterNetwork, Network, NodeInterface
+
+    with ctx.read() as s:
+        rows = s.execute(
+            select(Node.name, NodeInterface.address)
+            .join(NodeInterface, NodeInterface.node_id == Node.id)
+            .join(Network, Network.id == NodeInterface.network_id)
+            .join(ClusterNetwork, (ClusterNetwork.network_id == Network.id) & (ClusterNetwork.cluster_id == cluster.id))
+            .where(Node.cluster_id == cluster.id, (Network.name == wanted) | (Network.uuid == wanted))
+        )
+        found = {name: address for name, address in rows}
+    if not found:
+        raise PermanentError(f"label {DATA_PATH_LABEL}={wanted} names no network of cluster {cluster.name}")
+    return found
+
+
+#: Swarm node label listing the keys floe set from the nodegroup's node_labels.
+NODE_LABEL_KEYS = "floe.node-labels"
+
+
+def node_swarm_labels(ctx: DriverContext, cluster: ClusterRef) -> dict[str, dict[str, str]]:
+    """Node name → the Swarm node labels floe gives it: its nodegroup, flavor, the group's
+    node_labels and its taints as `floe.taint.<key>` (Swarm has no taints of its own)."""
+    from sqlalchemy import select
+
+    from floe.db.flavors import node_flavor
+    from floe.db.models import NodeGroup
+
+    with ctx.read() as s:
+        c = ctx.cluster(s)
+        groups = {g.id: g for g in s.scalars(select(NodeGroup).where(NodeGroup.cluster_id == cluster.id))}
+        flavors = {}
+        for gid, g in groups.items():
+            ref = g.flavor_id or (c.master_flavor_id if g.role == "master" else c.flavor_id)
+            f = node_flavor(s, ref)
+            flavors[gid] = f.name if f else ""
+        out: dict[str, dict[str, str]] = {}
+        for n in ctx.nodes(s):
+            g = groups.get(n.nodegroup_id)
+            if g is None:
+                continue
+            labels = {str(k): str(v) for k, v in (g.node_labels or {}).items()}
+            for taint in g.node_taints or []:
+                key, _, rest = str(taint).partition("=")
+                if ":" not in rest and ":" in key:  # "key:Effect" without a value
+                    key, _, effect = key.partition(":")
+                    rest = f":{effect}"
+                labels[f"floe.taint.{key}"] = rest
+            labels.update({"floe.nodegroup": g.name, "floe.flavor": flavors[g.id], "floe.role": n.role})
+            # Which of the node's other labels are the group's, so that one the group drops goes too.
+            labels[NODE_LABEL_KEYS] = ",".join(sorted(k for k in labels if not k.startswith("floe.")))
+            out[n.name] = labels
+        return out
 
 
 def node_info(ctx: DriverContext, cluster: ClusterRef, node: NodeRef) -> NodeInfo:

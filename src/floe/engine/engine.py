@@ -21,7 +21,7 @@ from sqlalchemy import select, update
 
 from floe.coe.base import COEDriver
 from floe.db.base import utcnow
-from floe.db.models import Cluster, Operation
+from floe.db.models import Cluster, NodeGroup, Operation
 from floe.engine import failpoints
 from floe.engine.context import StepContext
 from floe.engine.errors import describe, translate
@@ -204,6 +204,11 @@ class Operations(LeaseKind):
             if cluster is not None:
                 cluster.status = FAILED[op.kind]
                 cluster.status_reason = reason
+                # The nodegroups the operation was changing fail with it (Magnum's statuses).
+                for group in s.scalars(select(NodeGroup).where(NodeGroup.cluster_id == cluster.id)):
+                    if group.status.endswith("_IN_PROGRESS"):
+                        group.status = group.status.replace("_IN_PROGRESS", "_FAILED")
+                        group.status_reason = reason
         log.warning("operation %s failed: %s", op_id, reason)
 
 

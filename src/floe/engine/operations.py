@@ -19,6 +19,7 @@ IN_PROGRESS = {
     "update": "UPDATE_IN_PROGRESS",
     "repair": "UPDATE_IN_PROGRESS",
     "rotate_ca": "UPDATE_IN_PROGRESS",
+    "attach_network": "UPDATE_IN_PROGRESS",
     "delete": "DELETE_IN_PROGRESS",
 }
 

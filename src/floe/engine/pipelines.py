@@ -12,6 +12,7 @@ def create_pipeline(driver: COEDriver) -> list[Step]:
         Step("plan", steps.plan_create, "plan networks, certificates and nodes"),
         Step("registry", steps.ensure_registry, "start the image registry"),
         Step("network", steps.ensure_network, "create the cluster network"),
+        Step("project_networks", steps.ensure_project_networks, "create the project networks the nodes attach to"),
         Step("nodes", steps.start_nodes, "start the nodes"),
         *driver.create_steps(),
         Step("finish", lambda ctx: steps.finish(ctx, "CREATE_COMPLETE"), "record the cluster's addresses"),
@@ -23,6 +24,7 @@ def update_pipeline(driver: COEDriver) -> list[Step]:
         Step("plan", steps.plan_resize, "plan the resize"),
         Step("registry", steps.ensure_registry, "start the image registry"),
         Step("network", steps.ensure_network, "check the cluster network"),
+        Step("project_networks", steps.ensure_project_networks, "check the project networks"),
         Step("nodes", steps.start_nodes, "start new nodes"),
         *driver.grow_steps(),
         Step("remove_nodes", steps.remove_marked_nodes, "drain and remove nodes"),
@@ -35,6 +37,7 @@ def repair_pipeline(driver: COEDriver) -> list[Step]:
     return [
         Step("registry", steps.ensure_registry, "start the image registry"),
         Step("network", steps.ensure_network, "restore the cluster network"),
+        Step("project_networks", steps.ensure_project_networks, "restore the project networks"),
         Step("nodes", steps.start_nodes, "restart nodes that are not running"),
         *driver.grow_steps(),
         Step("finish", lambda ctx: steps.finish(ctx, "UPDATE_COMPLETE"), "record the cluster's addresses"),
@@ -53,6 +56,17 @@ def rotate_ca_pipeline(driver: COEDriver) -> list[Step]:
     ]
 
 
+def attach_network_pipeline(driver: COEDriver) -> list[Step]:
+    """A project network for a running cluster (the memo's os_server_interface): an interface in
+    every node, live; nodes that are not running get theirs when they start."""
+    return [
+        Step("plan", steps.plan_attached_network, "give every node an address on the network"),
+        Step("project_networks", steps.ensure_project_networks, "create the network on the host"),
+        Step("interfaces", steps.attach_interfaces, "add the interface to every running node"),
+        Step("finish", lambda ctx: steps.finish(ctx, "UPDATE_COMPLETE"), "record the cluster's addresses"),
+    ]
+
+
 def delete_pipeline(driver: COEDriver) -> list[Step]:
     return [
         Step("nodes", steps.delete_nodes, "stop the nodes"),
@@ -67,9 +81,10 @@ PIPELINES = {
     "update": update_pipeline,
     "repair": repair_pipeline,
     "rotate_ca": rotate_ca_pipeline,
+    "attach_network": attach_network_pipeline,
     "delete": delete_pipeline,
 }
 FAILED = {
     "create": "CREATE_FAILED", "update": "UPDATE_FAILED", "repair": "UPDATE_FAILED", "rotate_ca": "UPDATE_FAILED",
-    "delete": "DELETE_FAILED",
+    "attach_network": "UPDATE_FAILED", "delete": "DELETE_FAILED",
 }

@@ -6,124 +6,33 @@ Slow calls (the provider, the docker SDK) run outside any database transaction.
 
 from __future__ import annotations
 
-import ipaddress
 import threading
 import time
+from dataclasses import dataclass
 
-from sqlalchemy import delete, update
+from sqlalchemy import delete, select, update
 
 from floe import ipam, pki
 from floe.coe.base import ClusterRef, NodeRef, load, node_info
-from floe.db.models import Node
+from floe.db.models import ClusterNetwork, GPUAllocation, Network, Node, NodeGroup, NodeInterface
+from floe.engine import planning
 from floe.engine.context import StepContext
 from floe.engine.errors import translate
-from floe.errors import Conflict, PermanentError
-from floe.providers.base import NodeSpec, ProviderError, RegistryInfo, TLSMaterial
+from floe.errors import PermanentError
+from floe.providers.base import (
+    GPUDevice,
+    NodeNetwork,
+    NodeSpec,
+    ProjectNetworkSpec,
+    ProviderError,
+    ProviderWithGPUs,
+    ProviderWithNetworks,
+    RegistryInfo,
+    TLSMaterial,
+)
 
-
-def node_name(cluster_name: str, role: str, index: int) -> str:
-    """The node's name, hostname and Swarm node name: a DNS label (63 chars at most) for any index."""
-    suffix = f"-{'master' if role == 'manager' else 'node'}-{index}"
-    base = cluster_name[: min(40, 63 - len(suffix))].rstrip("-")
-    return f"{base}{suffix}"
-
-
-# --- plan ------------------------------------------------------------------------------
-# Node rows planned per transaction: the write lock (all of SQLite) is never held for work that
-# grows with the request, and each batch is idempotent (a crash between two resumes at the next).
-PLAN_BATCH = 256
-
-
-def plan_nodes(ctx: StepContext, masters: int, workers: int) -> None:
-    """Make sure the cluster has its networks, CA and node rows with addresses (idempotent).
-
-    Refuses (PermanentError) before building anything when the range cannot hold the nodes.
-    """
-    rng = ctx.runtime.settings.network
-    with ctx.session() as s:
-        c = ctx.cluster(s)
-        if c.subnet is None:
-            ipam.ensure_infra(s, rng)
-            try:
-                (net,) = ipam.allocate(s, rng, ipam.cluster_net_prefix(masters + workers), "cluster-net", c.uuid)
-                (pool,) = ipam.allocate(s, rng, ipam.SWARM_POOL_PREFIX, "swarm-pool", c.uuid)
-            except Conflict as exc:
-                raise PermanentError(exc.detail) from None
-            c.subnet, c.swarm_pool = str(net), str(pool)
-        if c.ca_cert_pem is None:
-            # The uuid names the CA: with the cluster's name too, a CN overflows X.509's 64 characters.
-            c.ca_cert_pem, c.ca_key_pem = pki.new_ca(f"floe cluster {c.uuid}", unit=c.name)
-    while _plan_batch(ctx, rng, masters, workers):
-        pass
-
-
-def _plan_batch(ctx: StepContext, rng: ipaddress.IPv4Network, masters: int, workers: int) -> bool:
-    """Add up to PLAN_BATCH missing node rows in one transaction; False when none was missing."""
-    with ctx.session() as s:
-        c = ctx.cluster(s)
-        existing = ctx.nodes(s)
-        active = [n for n in existing if n.state != "removing"]
-        missing: list[tuple[str, int]] = []
-        for role, count in (("manager", masters), ("worker", workers)):
-            have = sum(1 for n in active if n.role == role)
-            next_index = max((n.index for n in existing if n.role == role), default=-1) + 1
-            missing += [(role, next_index + i) for i in range(max(count - have, 0))]
-        if not missing:
-            return False
-        # Capacity first, for everything still missing: a cluster the range cannot hold fails
-        # here with nothing built, instead of half-way through.
-        subnet = ipaddress.ip_network(c.subnet)
-        used = {n.address for n in existing}
-        free_addresses = subnet.num_addresses - 3 - len(used)  # network, gateway, broadcast
-        if free_addresses < len(missing):
-            raise PermanentError(
-                f"cluster network {c.subnet} has room for {max(free_addresses, 0)} more node(s), "
-                f"not {len(missing)}"
-            )
-        free_pools = ipam.free_blocks(s, rng, ipam.NODE_POOL_PREFIX, len(missing))
-        if free_pools < len(missing):
-            raise PermanentError(
-                f"address range {rng} has room for {free_pools} more node(s), not {len(missing)}: "
-                "delete clusters or set a larger FLOE_ADDRESS_RANGE"
-            )
-        batch = missing[:PLAN_BATCH]
-        new = [Node(cluster_id=c.id, name=node_name(c.name, role, idx), role=role, index=idx) for role, idx in batch]
-        free = (str(a) for a in ipam.host_addresses(subnet) if str(a) not in used)
-        pools = ipam.allocate(s, rng, ipam.NODE_POOL_PREFIX, "node-pool", c.uuid, count=len(new))
-        for node, pool in zip(new, pools, strict=True):
-            node.address = next(free)
-            node.docker_pool = str(pool)
-            s.add(node)
-        return True
-
-
-def plan_create(ctx: StepContext) -> None:
-    with ctx.session() as s:
-        c = ctx.cluster(s)
-        masters, workers = c.master_count, c.node_count
-    plan_nodes(ctx, masters, workers)
-
-
-def plan_resize(ctx: StepContext) -> None:
-    """Add node rows for a scale-up, or mark the workers a scale-down removes."""
-    target = int(ctx.params["node_count"])
-    with ctx.session() as s:
-        c = ctx.cluster(s)
-        workers = [n for n in ctx.nodes(s) if n.role == "worker"]
-        keep = [n for n in workers if n.state != "removing"]
-        if len(keep) > target:
-            named = set(ctx.params.get("nodes_to_remove") or [])
-            chosen = [n for n in keep if {n.name, n.uuid, n.swarm_node_id} & named]
-            # Then the newest first, as Magnum does.
-            for n in sorted(keep, key=lambda n: -n.index):
-                if len(chosen) >= len(keep) - target:
-                    break
-                if n not in chosen:
-                    chosen.append(n)
-            for n in chosen[: len(keep) - target]:
-                n.state = "removing"
-        masters = c.master_count
-    plan_nodes(ctx, masters, target)
+# --- plan: see planning.py -------------------------------------------------------------
+plan_create, plan_resize, node_name = planning.plan_create, planning.plan_resize, planning.node_name
 
 
 # --- infrastructure ---------------------------------------------------------------------
@@ -137,11 +46,89 @@ def ensure_network(ctx: StepContext) -> None:
     ctx.provider.ensure_network(cluster.network())
 
 
+def cluster_project_networks(ctx: StepContext) -> list[tuple[str, str, str]]:
+    """(name, host tag, cidr) of each project network the cluster's nodes attach to."""
+    with ctx.read() as s:
+        c = ctx.cluster(s)
+        rows = s.execute(
+            select(Network.name, Network.host_tag, Network.cidr)
+            .join(ClusterNetwork, ClusterNetwork.network_id == Network.id)
+            .where(ClusterNetwork.cluster_id == c.id).order_by(ClusterNetwork.position)
+        )
+        return [tuple(r) for r in rows]
+
+
+def ensure_project_networks(ctx: StepContext) -> None:
+    """The host side of every project network the cluster uses (a bridge each on the local provider)."""
+    nets = cluster_project_networks(ctx)
+    if not nets:
+        return
+    if not isinstance(ctx.provider, ProviderWithNetworks):
+        raise PermanentError(f"the {ctx.provider.name} provider cannot attach nodes to project networks")
+    for _name, tag, cidr in nets:
+        ctx.provider.ensure_project_network(ProjectNetworkSpec(tag, cidr))
+
+
+@dataclass(frozen=True)
+class NodeShape:
+    """What a node is made of beyond its addresses: its flavor, GPUs, interfaces and labels."""
+
+    cpus: float | None = None
+    memory_mb: int | None = None
+    disk_gb: int | None = None
+    gpus: tuple[GPUDevice, ...] = ()
+    networks: tuple[NodeNetwork, ...] = ()
+    labels: tuple[tuple[str, str], ...] = ()
+
+
+def node_shapes(ctx: StepContext, node_ids: list[int]) -> dict[int, NodeShape]:
+    """Each node's shape, read in one go (flavors, GPU allocations, interfaces)."""
+    if not node_ids:
+        return {}
+    host_gpus: dict[str, GPUDevice] | None = None
+    with ctx.read() as s:
+        c = ctx.cluster(s)
+        groups = {g.id: g for g in s.scalars(select(NodeGroup).where(NodeGroup.cluster_id == c.id))}
+        flavors = {gid: planning.group_flavor(s, c, g) for gid, g in groups.items()}
+        nodes = {n.id: n for n in s.scalars(select(Node).where(Node.id.in_(node_ids)))}
+        gpus: dict[int, list[str]] = {}
+        for a in s.scalars(select(GPUAllocation).where(GPUAllocation.node_id.in_(node_ids)).order_by(GPUAllocation.id)):
+            gpus.setdefault(a.node_id, []).append(a.gpu_uuid)
+        nets: dict[int, list[NodeNetwork]] = {}
+        rows = s.execute(
+            select(NodeInterface, Network).join(Network, Network.id == NodeInterface.network_id)
+            .where(NodeInterface.node_id.in_(node_ids)).order_by(NodeInterface.ifname)
+        )
+        for iface, net in rows:
+            nets.setdefault(iface.node_id, []).append(NodeNetwork(net.host_tag, iface.ifname, iface.address, net.cidr))
+        if gpus:
+            host = ctx.provider.host_gpus() if isinstance(ctx.provider, ProviderWithGPUs) else []
+            host_gpus = {g.uuid: g for g in host}
+        shapes = {}
+        for nid, n in nodes.items():
+            g = groups.get(n.nodegroup_id)
+            f = flavors.get(n.nodegroup_id)
+            devices = []
+            for uuid in gpus.get(nid, []):
+                if host_gpus is None or uuid not in host_gpus:
+                    raise PermanentError(f"GPU {uuid} of node {n.name} is no longer on this host")
+                devices.append(host_gpus[uuid])
+            labels = {"floe.nodegroup": g.name if g else "", "floe.flavor": f.name if f else ""}
+            shapes[nid] = NodeShape(
+                cpus=float(f.vcpus) if f else None, memory_mb=f.ram if f else None,
+                disk_gb=(f.disk or None) if f else None, gpus=tuple(devices),
+                networks=tuple(nets.get(nid, [])), labels=tuple(sorted(labels.items())),
+            )
+        return shapes
+
+
 def node_spec(
-    ctx: StepContext, cluster: ClusterRef, node: NodeRef, cluster_size: int = 0, ca: tuple[str, str] | None = None
+    ctx: StepContext, cluster: ClusterRef, node: NodeRef, cluster_size: int = 0, ca: tuple[str, str] | None = None,
+    shape: NodeShape | None = None,
 ) -> NodeSpec:
     """What the provider needs to start `node`; its server certificate is signed by `ca` (cert, key
-    PEMs: a rotation's new CA) or the cluster's."""
+    PEMs: a rotation's new CA) or the cluster's; `shape` sizes it (node_shapes)."""
+    shape = shape or NodeShape()
     ca_cert, ca_key = ca or (cluster.ca_cert_pem, cluster.ca_key_pem)
     cert, key = pki.issue_server_cert(
         ca_cert, ca_key, node.name, ips=[node.address, "127.0.0.1"], dns=[node.name, "localhost"],
@@ -155,8 +142,13 @@ def node_spec(
         docker_pool=node.docker_pool,
         tls=TLSMaterial(ca_cert, cert, key),
         registry=RegistryInfo(reg["address"], reg["subnet"]) if reg else None,
-        labels={"floe.cluster": cluster.uuid, "floe.role": node.role, "floe.node": node.name},
+        labels={"floe.cluster": cluster.uuid, "floe.role": node.role, "floe.node": node.name, **dict(shape.labels)},
         cluster_size=cluster_size,
+        cpus=shape.cpus,
+        memory_mb=shape.memory_mb,
+        disk_gb=shape.disk_gb,
+        gpus=shape.gpus,
+        networks=shape.networks,
     )
 
 
@@ -185,9 +177,11 @@ def start_nodes(ctx: StepContext) -> None:
     cluster, nodes = load(ctx)
     todo = [n for n in nodes if n.state != "removing"]
     progress = _Progress(ctx, len(todo), "nodes started")
+    shapes = node_shapes(ctx, [n.id for n in todo])
 
     def one(node: NodeRef) -> str:
-        ctx.provider.start_node(node_spec(ctx, cluster, node, len(todo)))  # errors: translated by the runner
+        spec = node_spec(ctx, cluster, node, len(todo), shape=shapes.get(node.id))
+        ctx.provider.start_node(spec)  # errors: translated by the runner
         progress.tick()
         return node.name
 
@@ -230,6 +224,7 @@ def finish(ctx: StepContext, status: str) -> None:
         c.status_reason = f"{ctx.kind} complete{why}: {len(managers)} manager(s), {len(workers)} worker(s) ready"
         c.health_status = "HEALTHY"
         c.health_status_reason = {"api": "ok", **{f"{n.name}.Ready": "True" for n in managers + workers}}
+        planning.settle_nodegroups(ctx, s)
         # The nodes agree with the cluster (a repaired node's old "not running" goes).
         s.execute(
             update(Node).where(Node.cluster_id == c.id, Node.state != "removing")
@@ -291,3 +286,34 @@ def release_cluster(ctx: StepContext) -> None:
         c = ctx.cluster(s)
         ipam.release_owner(s, c.uuid)
         s.delete(c)
+
+
+# --- a network for a running cluster ------------------------------------------------------
+def plan_attached_network(ctx: StepContext) -> None:
+    """Every node of the cluster gets its address on the cluster's networks (the new one included)."""
+    with ctx.session() as s:
+        c = ctx.cluster(s)
+        groups = list(s.scalars(select(NodeGroup).where(NodeGroup.cluster_id == c.id)))
+        planning.plan_interfaces(s, c.id, [n for n in ctx.nodes(s) if n.state != "removing"], groups)
+
+
+def attach_interfaces(ctx: StepContext) -> None:
+    """Each running node gets its interfaces now, its containers untouched (idempotent)."""
+    cluster, nodes = load(ctx)
+    todo = [n for n in nodes if n.state != "removing"]
+    if not todo:
+        return
+    if not isinstance(ctx.provider, ProviderWithNetworks):
+        raise PermanentError(f"the {ctx.provider.name} provider cannot attach nodes to project networks")
+    provider = ctx.provider
+    shapes = node_shapes(ctx, [n.id for n in todo])
+    progress = _Progress(ctx, len(todo), "nodes attached")
+
+    def one(node: NodeRef) -> None:
+        info = provider.node_info(cluster.tag, node.name)
+        if info is not None and info.running:  # one that is not gets them when it starts
+            for net in shapes[node.id].networks:
+                provider.attach_node_network(cluster.tag, node.name, net)
+        progress.tick()
+
+    ctx.parallel(one, todo, limit=16)

@@ -7,12 +7,19 @@ sit on `/floe-<tag>-<node>`, so they cover the whole node, and the cgroup tells 
 processes are the node's (to kill them, and to know when they are all gone).
 The host's cgroup mounts are read rather than assumed: they are also re-mounted
 as-is inside each node.
+
+Flavor (see docs/flavors-local.md): `cpu.cfs_quota_us` caps the node's CPU time, its
+cpuset pins it to as many CPUs as it has vCPUs (which is what `docker info` counts),
+`memory.limit_in_bytes` caps its memory, and on a host with GPUs the devices cgroup
+denies it every GPU device that is not its own (set_devices).
 """
 
 from __future__ import annotations
 
 import errno
 import functools
+import hashlib
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -74,9 +81,100 @@ def hierarchies() -> list[Mount]:
 
 
 def _daemon_hierarchies() -> list[Mount]:
-    # A fresh v1 cpuset cgroup has no CPUs or memory nodes, so nothing can join it;
-    # docker copies them for its own cgroups, floe simply leaves the daemons out of it.
-    return [m for m in hierarchies() if not (m.fstype == "cgroup" and "cpuset" in m.controllers)]
+    # Every hierarchy, the v1 cpuset included: prepare gives the node's cpuset cgroups their
+    # CPUs and memory nodes (a fresh one has none, and nothing could join it).
+    return hierarchies()
+
+
+def _cpuset_mount() -> Mount | None:
+    for m in hierarchies():
+        if "cpuset" in m.controllers:
+            return m
+    return None
+
+
+def parse_cpu_list(text: str) -> list[int]:
+    """CPUs of a kernel CPU list such as "0-3,8,10-11"."""
+    cpus: set[int] = set()
+    for part in text.strip().split(","):
+        if not part:
+            continue
+        low, _, high = part.partition("-")
+        cpus.update(range(int(low), int(high or low) + 1))
+    return sorted(cpus)
+
+
+def host_cpus() -> list[int]:
+    """The CPUs a node's cgroup may use: the root cpuset's (at the top of the hierarchy, like the nodes')."""
+    mount = _cpuset_mount()
+    if mount is not None:
+        name = "cpuset.cpus" if mount.fstype == "cgroup" else "cpuset.cpus.effective"
+        try:
+            cpus = parse_cpu_list(Path(mount.target, name).read_text())
+            if cpus:
+                return cpus
+        except (OSError, ValueError):
+            pass
+    return sorted(os.sched_getaffinity(0))
+
+
+def _cpus_in_use(exclude: str) -> dict[int, int]:
+    """How many other floe nodes are pinned to each CPU (from their cpuset cgroups)."""
+    mount = _cpuset_mount()
+    used: dict[int, int] = {}
+    if mount is None or mount.fstype != "cgroup":
+        return used
+    try:
+        entries = [e for e in os.scandir(mount.target) if e.is_dir() and e.name.startswith("floe-")]
+    except OSError:
+        return used
+    for entry in entries:
+        if entry.name == exclude:
+            continue
+        try:
+            for cpu in parse_cpu_list(Path(entry.path, "cpuset.cpus").read_text()):
+                used[cpu] = used.get(cpu, 0) + 1
+        except (OSError, ValueError):
+            continue
+    return used
+
+
+def choose_cpus(name: str, cpus: float | None) -> list[int]:
+    """The host CPUs node cgroup `name` is pinned to: ceil(cpus) of them, every one if None or more than the host has.
+
+    The least used CPUs (by other nodes' cpusets) first, ties broken by a hash of the name so
+    that nodes started together spread over the CPUs rather than all taking CPU 0.
+    """
+    host = host_cpus()
+    if cpus is None or math.ceil(cpus) >= len(host):
+        return host
+    count = max(1, math.ceil(cpus))
+    used = _cpus_in_use(name)
+    start = int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "big") % len(host)
+    order = host[start:] + host[:start]
+    ranked = sorted(order, key=lambda c: used.get(c, 0))  # stable: the hash order breaks ties
+    return sorted(ranked[:count])
+
+
+def _cpu_list(cpus: list[int]) -> str:
+    return ",".join(str(c) for c in cpus)
+
+
+def _set_cpuset(top: Path, leaf: Path, cpus: str) -> None:
+    """Give the node's v1 cpuset cgroups their CPUs and the root's memory nodes.
+
+    A child's CPUs must stay within its parent's: growing goes parent first, shrinking
+    (a leftover leaf with more CPUs) child first, so try one order and then the other.
+    """
+    try:
+        mems = Path(top.parent, "cpuset.mems").read_text().strip()
+    except OSError:
+        mems = "0"
+    for d in (top, leaf):
+        _write(d / "cpuset.mems", mems)
+    if not (_write(top / "cpuset.cpus", cpus) and _write(leaf / "cpuset.cpus", cpus)):
+        _write(leaf / "cpuset.cpus", cpus)
+        _write(top / "cpuset.cpus", cpus)
 
 
 def _write(path: Path, value: str) -> bool:
@@ -87,21 +185,31 @@ def _write(path: Path, value: str) -> bool:
         return False
 
 
-def prepare(name: str, cpus: float | None, memory_mb: int | None) -> list[str]:
-    """Create the node's cgroups, set its limits; return the cgroup.procs files its daemons join."""
+def prepare(
+    name: str, cpus: float | None, memory_mb: int | None, cpu_list: list[int] | None = None
+) -> list[str]:
+    """Create the node's cgroups, set its limits; return the cgroup.procs files its daemons join.
+
+    `cpu_list`: the CPUs of its cpuset (choose_cpus), every host CPU if None.
+    """
     procs: list[str] = []
+    pinned = _cpu_list(cpu_list or host_cpus())
     for mount in _daemon_hierarchies():
         top = Path(mount.target, name)
         leaf = top / DAEMON_LEAF
         leaf.mkdir(parents=True, exist_ok=True)
         if mount.fstype == "cgroup2":
             # Pure v2: limits need the controllers delegated to the node's cgroup.
-            wanted = {"cpu", "memory"} & mount.controllers
+            wanted = {"cpu", "memory", "cpuset"} & mount.controllers
             if wanted and (cpus is not None or memory_mb is not None):
                 _write(top / "cgroup.subtree_control", " ".join(f"+{c}" for c in sorted(wanted)))
             _write(top / "cpu.max", f"{int(cpus * CFS_PERIOD_US)} {CFS_PERIOD_US}" if cpus else "max")
             _write(top / "memory.max", str(memory_mb * 1024 * 1024) if memory_mb else "max")
+            if "cpuset" in mount.controllers:
+                _write(top / "cpuset.cpus", pinned)
         else:
+            if "cpuset" in mount.controllers:
+                _set_cpuset(top, leaf, pinned)
             if "cpu" in mount.controllers:
                 _write(top / "cpu.cfs_period_us", str(CFS_PERIOD_US))
                 _write(top / "cpu.cfs_quota_us", str(int(cpus * CFS_PERIOD_US)) if cpus else "-1")
@@ -109,6 +217,33 @@ def prepare(name: str, cpus: float | None, memory_mb: int | None) -> list[str]:
                 _write(top / "memory.limit_in_bytes", str(memory_mb * 1024 * 1024) if memory_mb else "-1")
         procs.append(str(leaf / "cgroup.procs"))
     return procs
+
+
+def has_devices_controller() -> bool:
+    """Whether the host has a v1 devices hierarchy (v2 confines devices with eBPF, which floe does not do)."""
+    return any(m.fstype == "cgroup" and "devices" in m.controllers for m in hierarchies())
+
+
+def set_devices(name: str, deny: list[str]) -> bool:
+    """Deny the node (and, by inheritance, its containers) the devices of `deny` ("c MAJOR:MINOR rwm").
+
+    The node's devices cgroup stays default-allow with these exceptions, rather than a
+    whitelist: a container's cgroup copies its parent's exceptions, even a privileged
+    container's (which a whitelist parent would refuse), and a device driver loaded later
+    still works in the nodes. The kernel's devices.list shows "a *:* rwm" in this mode:
+    what a node can open is checked by opening (see tests/providers/test_gpus.py).
+    Call on a fresh cgroup (prepare after remove): allowing again is not done here.
+    Returns False if there is no v1 devices hierarchy or a rule was refused.
+    """
+    done = has_devices_controller()
+    for mount in hierarchies():
+        if mount.fstype != "cgroup" or "devices" not in mount.controllers:
+            continue
+        top = Path(mount.target, name)
+        top.mkdir(exist_ok=True)
+        for rule in deny:
+            done = _write(top / "devices.deny", rule) and done
+    return done
 
 
 def _tree(mount: Mount, name: str) -> list[str]:

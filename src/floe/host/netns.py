@@ -154,3 +154,149 @@ def routes_in(ns: str) -> list[tuple[str, int, str | None]]:
             (r.get("dst") or "0.0.0.0", r["dst_len"], r.get("gateway"))
             for r in nsr.get_routes(family=socket.AF_INET, table=MAIN_TABLE)
         ]
+
+
+# -- links with no address of the host's, and extra interfaces of a node -----------------
+
+
+def _write_sysctl(path: Path, value: str) -> None:
+    try:
+        path.write_text(value)
+    except FileNotFoundError:  # IPv6 (or that knob) is not in this kernel: nothing to turn off
+        pass
+    except OSError as exc:
+        raise HostError(f"cannot write {path}: {exc}") from None
+
+
+def _silence_host(name: str) -> None:
+    """Make the host hold no address on link `name` and answer nothing through it.
+
+    No IPv6 (no link-local address either), and ARP never answered for any of the host's
+    addresses (arp_ignore 8): with no IPv4 address of its own the host still answers ARP for
+    its other addresses on any link by default.
+    """
+    _write_sysctl(Path(f"/proc/sys/net/ipv6/conf/{name}/disable_ipv6"), "1\n")
+    _write_sysctl(Path(f"/proc/sys/net/ipv4/conf/{name}/arp_ignore"), "8\n")
+
+
+def ensure_isolated_bridge(name: str) -> None:
+    """A port-less bridge, up, holding no address of the host's (see _silence_host).
+
+    Addresses someone added to it are removed: the host must never be reachable on it.
+    """
+    try:
+        with IPRoute() as ipr:
+            if not ipr.link_lookup(ifname=name):
+                _ignore(errno.EEXIST, ipr.link, "add", ifname=name, kind="bridge")
+            idx = ipr.link_lookup(ifname=name)[0]
+            _silence_host(name)  # before it is up: no IPv6 link-local address is ever assigned
+            for old in ipr.get_addr(index=idx):
+                _ignore(errno.EADDRNOTAVAIL, ipr.addr, "del", index=idx, address=old.get("address"),
+                        prefixlen=old["prefixlen"])
+            ipr.link("set", index=idx, state="up")
+    except NetlinkError as exc:
+        raise HostError(f"cannot set up bridge {name}: {exc}") from None
+
+
+def _kind(link) -> str | None:
+    info = link.get_attr("IFLA_LINKINFO")
+    return info.get_attr("IFLA_INFO_KIND") if info is not None else None
+
+
+def _alias(link) -> str:
+    return link.get_attr("IFLA_IFALIAS") or ""
+
+
+def ensure_node_link(
+    ns: str, ifname: str, veth: str, bridge: str, address: str, prefixlen: int, alias: str,
+    reclaim_prefix: str = "floe:",
+) -> bool:
+    """Interface `ifname` of namespace `ns`, peer of host veth `veth` on `bridge`, up with only
+    `address/prefixlen`, labelled `alias` (its ifalias, how delete_node_links finds it).
+
+    Idempotent: a pair that is already there is only converged (address, up, bridge), never
+    recreated, so the node's traffic on it is not interrupted. An `ifname` that is not that pair
+    is replaced if its alias starts with `reclaim_prefix` (floe made it), refused otherwise.
+    Returns whether the pair was created.
+    """
+    if not _is_netns_mount(NETNS_DIR / ns):
+        raise HostError(f"namespace {ns} does not exist: the node is not running")
+    created = False
+    try:
+        # flags=0: never create the namespace (IPRoute(netns=…) would).
+        with IPRoute() as ipr, IPRoute(netns=ns, flags=0) as nsr:
+            bridge_idx = ipr.link_lookup(ifname=bridge)
+            if not bridge_idx:
+                raise HostError(f"bridge {bridge} is missing: ensure the network first")
+            host = ipr.link_lookup(ifname=veth)
+            inner = nsr.link_lookup(ifname=ifname)
+            paired = False
+            if host and inner:
+                h, i = ipr.get_links(host[0])[0], nsr.get_links(inner[0])[0]
+                paired = (_kind(i) == "veth" and h.get_attr("IFLA_LINK") == inner[0]
+                          and i.get_attr("IFLA_LINK") == host[0])
+            if not paired:
+                if inner:
+                    old = nsr.get_links(inner[0])[0]
+                    if not _alias(old).startswith(reclaim_prefix):
+                        raise HostError(f"{ns} has an interface {ifname} that floe did not make")
+                    _ignore(errno.ENODEV, nsr.link, "del", index=inner[0])  # its host peer goes too
+                host = ipr.link_lookup(ifname=veth)
+                if host:  # a host side whose peer is elsewhere (another ifname, or half made)
+                    _ignore(errno.ENODEV, ipr.link, "del", index=host[0])
+                # The peer is created directly inside the namespace: no half-moved state.
+                ipr.link("add", ifname=veth, kind="veth", peer={"ifname": ifname, "net_ns_fd": ns})
+                created = True
+                host, inner = ipr.link_lookup(ifname=veth), nsr.link_lookup(ifname=ifname)
+            _silence_host(veth)  # a bridge port: the host needs no address on it either
+            ipr.link("set", index=host[0], master=bridge_idx[0], state="up")
+            nsr.link("set", index=inner[0], ifalias=alias)
+            for old in nsr.get_addr(family=socket.AF_INET, index=inner[0]):
+                if (old.get("address"), old["prefixlen"]) != (address, prefixlen):
+                    nsr.addr("del", index=inner[0], address=old.get("address"), prefixlen=old["prefixlen"])
+            _ignore(errno.EEXIST, nsr.addr, "add", index=inner[0], address=address, prefixlen=prefixlen)
+            nsr.link("set", index=inner[0], state="up")
+    except NetlinkError as exc:
+        raise HostError(f"cannot set up {ifname} of {ns} on {bridge}: {exc}") from None
+    return created
+
+
+def delete_node_links(ns: str, alias_prefix: str) -> list[str]:
+    """Delete the interfaces of namespace `ns` whose alias starts with `alias_prefix` (a veth's
+    host side goes with it); return them as "IFNAME (ALIAS)". Nothing if `ns` does not exist."""
+    if not _is_netns_mount(NETNS_DIR / ns):
+        return []
+    removed = []
+    try:
+        with IPRoute(netns=ns, flags=0) as nsr:
+            for link in nsr.get_links():
+                if _alias(link).startswith(alias_prefix):
+                    _ignore(errno.ENODEV, nsr.link, "del", index=link["index"])
+                    removed.append(f"{link.get_attr('IFLA_IFNAME')} ({_alias(link)})")
+    except NetlinkError as exc:
+        raise HostError(f"cannot remove the interfaces of {ns}: {exc}") from None
+    return removed
+
+
+def links_in(ns: str) -> dict[str, dict]:
+    """The links of a namespace: name → {"alias", "up", "ipv4": ["a.b.c.d/n", …]}; for checks and tests."""
+    out: dict[str, dict] = {}
+    with IPRoute(netns=ns, flags=0) as nsr:
+        names = {}
+        for link in nsr.get_links():
+            name = link.get_attr("IFLA_IFNAME")
+            names[link["index"]] = name
+            out[name] = {"alias": _alias(link), "up": bool(link["flags"] & 1), "ipv4": []}
+        for addr in nsr.get_addr(family=socket.AF_INET):
+            if addr["index"] in names:
+                out[names[addr["index"]]]["ipv4"].append(f"{addr.get_attr('IFA_ADDRESS')}/{addr['prefixlen']}")
+    return out
+
+
+def bridge_ports(bridge: str) -> list[str]:
+    """Names of the host links enslaved to `bridge` ([] if it does not exist)."""
+    with IPRoute() as ipr:
+        idx = ipr.link_lookup(ifname=bridge)
+        if not idx:
+            return []
+        return [link.get_attr("IFLA_IFNAME") for link in ipr.get_links() if link.get_attr("IFLA_MASTER") == idx[0]]

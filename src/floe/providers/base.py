@@ -52,6 +52,35 @@ class RegistryInfo:
 
 
 @dataclass(frozen=True)
+class ProjectNetworkSpec:
+    """A project network: one bridge on the host with no address of the host's on it, so
+    nodes on it reach each other and nothing else (another project's network is another bridge)."""
+
+    tag: str  # 8 hex chars carried by the network's host objects (bridge, iptables comment)
+    subnet: str  # e.g. "10.161.4.0/24"
+
+
+@dataclass(frozen=True)
+class NodeNetwork:
+    """One extra interface of a node: `ifname` inside the node, on project network `network_tag`."""
+
+    network_tag: str
+    ifname: str  # "eth1", "eth2", … (eth0 is the cluster's management network)
+    address: str  # the node's address on the network
+    subnet: str  # the network's CIDR
+
+
+@dataclass(frozen=True)
+class GPUDevice:
+    """A host GPU as discovery found it (`nvidia-smi -L` and its device node)."""
+
+    index: int
+    uuid: str  # "GPU-…", what Swarm's generic resources and NVIDIA_VISIBLE_DEVICES name
+    device: str  # "/dev/nvidia0"
+    model: str = ""
+
+
+@dataclass(frozen=True)
 class NodeSpec:
     cluster_tag: str
     name: str  # hostname, DNS-safe, unique in the cluster (e.g. "c1-manager-0")
@@ -64,6 +93,9 @@ class NodeSpec:
     cpus: float | None = None  # flavor limits, None = unlimited
     memory_mb: int | None = None
     cluster_size: int = 0  # nodes the cluster will have (host limits that grow with it, e.g. ARP)
+    disk_gb: int | None = None  # the filesystem size of the node's Docker data; None = the host's
+    gpus: tuple[GPUDevice, ...] = ()  # host GPUs this node gets, exclusively
+    networks: tuple[NodeNetwork, ...] = ()  # extra interfaces, beside the management network
 
 
 @dataclass(frozen=True)
@@ -149,6 +181,37 @@ class ProviderWithTLSRenewal(abc.ABC):
         On return a running node refuses client certificates of any other CA; a node that
         is not running keeps the files for its next start. Workloads should survive it.
         """
+
+
+class ProviderWithNetworks(abc.ABC):
+    """Capability: nodes get interfaces on project networks, also while they run."""
+
+    @abc.abstractmethod
+    def ensure_project_network(self, net: ProjectNetworkSpec) -> None:
+        """Create (or adopt) the project network on the host (idempotent)."""
+
+    @abc.abstractmethod
+    def delete_project_network(self, tag: str) -> None:
+        """Remove the project network; missing is fine. Its nodes' interfaces must be gone first."""
+
+    @abc.abstractmethod
+    def attach_node_network(self, cluster_tag: str, name: str, net: NodeNetwork) -> None:
+        """Give running node `name` its interface on `net` now, workloads untouched (idempotent).
+
+        start_node also makes every interface of `spec.networks`, for a node started or adopted.
+        """
+
+    @abc.abstractmethod
+    def project_network_tags(self) -> set[str]:
+        """Tags of every project network this floe has on the host (orphan cleanup)."""
+
+
+class ProviderWithGPUs(abc.ABC):
+    """Capability: the host has GPUs that nodes can be given (NodeSpec.gpus)."""
+
+    @abc.abstractmethod
+    def host_gpus(self) -> list[GPUDevice]:
+        """Every GPU of the host, in index order ([] when none or no driver)."""
 
 
 class ProviderWithShareMounts(abc.ABC):

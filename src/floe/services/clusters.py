@@ -16,12 +16,23 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, defer
 
 from floe import ipam
-from floe.db.models import Cluster, ClusterTemplate, Node
+from floe.db.flavors import node_flavor
+from floe.db.models import (
+    Cluster,
+    ClusterNetwork,
+    ClusterTemplate,
+    GPUAllocation,
+    Network,
+    Node,
+    NodeGroup,
+    NodeInterface,
+)
 from floe.db.session import Database
 from floe.engine.operations import start_operation
 from floe.errors import Conflict, InvalidInput, NotFound
 from floe.runtime import Runtime
 from floe.services import quotas
+from floe.services.flavors import check_flavor
 from floe.services.identity import Caller
 from floe.services.templates import (
     MAX_DOCKER_VOLUME_GB,
@@ -198,12 +209,52 @@ def list_clusters(
         return page_of(views, limit, lambda v: v.cluster.uuid)
 
 
-def list_nodes(db: Database, caller: Caller, ident: str) -> list[Node]:
-    """The nodes of one cluster, managers first, each role by index."""
+@dataclass(frozen=True)
+class NodeView:
+    """A node with what it is made of: its nodegroup, flavor, interfaces and GPUs."""
+
+    node: Node
+    nodegroup: str
+    flavor: str
+    interfaces: list[tuple[str, str, str]]  # (ifname, network name, address), eth0 first
+    gpus: list[str]
+
+
+def list_nodes(db: Database, caller: Caller, ident: str) -> list[NodeView]:
+    """The nodes of one cluster, managers first, each role by index, then by nodegroup."""
     with db.session() as session:
         cluster = find_cluster(session, caller, ident)
-        stmt = select(Node).where(Node.cluster_id == cluster.id).order_by(Node.role, Node.index)
-        return list(session.scalars(stmt))
+        stmt = select(Node).where(Node.cluster_id == cluster.id).order_by(Node.role, Node.nodegroup_id, Node.index)
+        nodes = list(session.scalars(stmt))
+        groups = {g.id: g for g in session.scalars(select(NodeGroup).where(NodeGroup.cluster_id == cluster.id))}
+        flavors = {}
+        for gid, g in groups.items():
+            f = node_flavor(session, g.flavor_id or (cluster.master_flavor_id if g.role == "master"
+                                                     else cluster.flavor_id))
+            flavors[gid] = f.name if f else ""
+        ids = [n.id for n in nodes]
+        interfaces: dict[int, list[tuple[str, str, str]]] = {}
+        rows = session.execute(
+            select(NodeInterface.node_id, NodeInterface.ifname, Network.name, NodeInterface.address)
+            .join(Network, Network.id == NodeInterface.network_id)
+            .where(NodeInterface.node_id.in_(ids)).order_by(NodeInterface.ifname)
+        )
+        for node_id, ifname, net, address in rows:
+            interfaces.setdefault(node_id, []).append((ifname, net, address))
+        gpus: dict[int, list[str]] = {}
+        for node_id, gpu in session.execute(
+            select(GPUAllocation.node_id, GPUAllocation.gpu_uuid).where(GPUAllocation.node_id.in_(ids))
+            .order_by(GPUAllocation.id)
+        ):
+            gpus.setdefault(node_id, []).append(gpu)
+        return [
+            NodeView(
+                n, groups[n.nodegroup_id].name if n.nodegroup_id in groups else "",
+                flavors.get(n.nodegroup_id, ""),
+                [("eth0", "management", n.address or ""), *interfaces.get(n.id, [])], gpus.get(n.id, []),
+            )
+            for n in nodes
+        ]
 
 
 # ---------------------------------------------------------------------------
@@ -237,6 +288,9 @@ def create_cluster(runtime: Runtime, caller: Caller, spec: ClusterSpec) -> Clust
         except NotFound as exc:
             # 404 would say the URL is wrong; the request body is (Magnum answers 400 too).
             raise InvalidInput(exc.detail) from None
+        # Both flavors must be in the catalog (400 in Magnum's words otherwise), the template's too.
+        check_flavor(session, spec.flavor_id or ct.flavor_id, caller)
+        check_flavor(session, spec.master_flavor_id or ct.master_flavor_id, caller)
         name = spec.name
         if name is None:
             name = generate_name("cluster")
@@ -267,16 +321,70 @@ def create_cluster(runtime: Runtime, caller: Caller, spec: ClusterSpec) -> Clust
             ),
             master_lb_enabled=ct.master_lb_enabled if spec.master_lb_enabled is None else spec.master_lb_enabled,
         )
+        networks = cluster_networks(session, caller, cluster.fixed_network, cluster.labels)
         quotas.enforce(session, runtime.settings, caller.project_id,
-                       {quotas.CLUSTERS: 1, **quotas.cluster_size(cluster)})
+                       {quotas.CLUSTERS: 1, **quotas.cluster_size(session, cluster)})
         session.add(cluster)
         try:
             session.flush()
         except IntegrityError:
             raise Conflict(f"A cluster named {name} already exists in this project.") from None
+        add_default_nodegroups(session, cluster, ct)
+        for position, net in enumerate(networks, start=1):
+            session.add(ClusterNetwork(cluster_id=cluster.id, network_id=net.id, position=position))
         start_operation(session, cluster, "create")
     runtime.wake_engine("operation")
     return cluster
+
+
+# Magnum's Cluster API driver spells the networks after the first this way: "net-a,net-b".
+EXTRA_NETWORKS_LABEL = "extra_network_names"
+# floe's: the network (one of the cluster's) that carries Swarm's data path (VXLAN).
+DATA_PATH_LABEL = "data_path_network"
+
+
+def network_names(fixed_network: str | None, labels: dict | None) -> list[str]:
+    """The project networks a cluster's nodes attach to, in interface order (eth1, eth2, …)."""
+    names = [fixed_network] if fixed_network else []
+    extra = str((labels or {}).get(EXTRA_NETWORKS_LABEL) or "")
+    names += [n.strip() for n in extra.split(",") if n.strip()]
+    return list(dict.fromkeys(names))
+
+
+def cluster_networks(session: Session, caller: Caller, fixed_network: str | None, labels: dict | None) -> list[Network]:
+    """The caller's networks a cluster names (fixed_network, then the extra_network_names label);
+    InvalidInput for a name that is not one of the project's networks, or a data path elsewhere."""
+    found: list[Network] = []
+    for ident in network_names(fixed_network, labels):
+        stmt = select(Network).where(Network.project_id == caller.project_id)
+        net = session.scalars(stmt.where(Network.uuid == ident.lower())).first() if is_uuid_like(ident) else None
+        net = net or session.scalars(stmt.where(Network.name == ident)).first()
+        if net is None:
+            raise InvalidInput(
+                f"Network {ident} could not be found: create it first (floe network create {ident})"
+            )
+        found.append(net)
+    data = (labels or {}).get(DATA_PATH_LABEL)
+    if data and str(data) not in {n.name for n in found} | {n.uuid for n in found}:
+        raise InvalidInput(
+            f"label {DATA_PATH_LABEL}={data} must name one of the cluster's networks "
+            f"(fixed_network or {EXTRA_NETWORKS_LABEL}): {', '.join(n.name for n in found) or 'none'}"
+        )
+    return found
+
+
+def add_default_nodegroups(session: Session, cluster: Cluster, template: ClusterTemplate) -> None:
+    """A new cluster's default-master and default-worker nodegroups (Magnum's)."""
+    for name, role, count, flavor in (
+        (MASTER_NODEGROUP, "master", cluster.master_count, cluster.master_flavor_id),
+        (WORKER_NODEGROUP, "worker", cluster.node_count, cluster.flavor_id),
+    ):
+        session.add(NodeGroup(
+            cluster_id=cluster.id, project_id=cluster.project_id, name=name, role=role, is_default=True,
+            flavor_id=flavor, image_id=template.image_id, docker_volume_size=cluster.docker_volume_size,
+            node_count=count, min_node_count=1 if role == "master" else 0, labels=dict(cluster.labels or {}),
+            status="CREATE_IN_PROGRESS",
+        ))
 
 
 def _node_count(value: Any) -> int:
@@ -315,8 +423,20 @@ def _enforce_growth(session: Session, runtime: Runtime, cluster: Cluster, node_c
     now = quotas.counted_workers(session, cluster)
     if node_count <= now:
         return
-    before, after = quotas.cluster_size(cluster, now), quotas.cluster_size(cluster, node_count)
+    before, after = quotas.cluster_size(session, cluster, now), quotas.cluster_size(session, cluster, node_count)
     quotas.enforce(session, runtime.settings, cluster.project_id, {k: after[k] - before[k] for k in after})
+
+
+def _check_worker_bounds(session: Session, cluster: Cluster, node_count: int) -> NodeGroup | None:
+    """default-worker; InvalidInput unless `node_count` lies within its min_node_count..max_node_count."""
+    workers = session.scalars(select(NodeGroup).where(
+        NodeGroup.cluster_id == cluster.id, NodeGroup.name == WORKER_NODEGROUP)).first()
+    if workers is not None and (node_count < workers.min_node_count or (
+            workers.max_node_count is not None and node_count > workers.max_node_count)):
+        hi = workers.max_node_count if workers.max_node_count is not None else "unbounded"
+        raise InvalidInput(f"Resizing {WORKER_NODEGROUP} outside the allowed range: "
+                           f"min_node_count = {workers.min_node_count}, max_node_count = {hi}")
+    return workers
 
 
 def update_cluster(runtime: Runtime, caller: Caller, ident: str, patch: list[dict[str, Any]]) -> Cluster:
@@ -346,6 +466,7 @@ def update_cluster(runtime: Runtime, caller: Caller, ident: str, patch: list[dic
         quotas.lock(session, caller.project_id)  # before anything is read (services/quotas.py)
         cluster = find_cluster(session, caller, ident)
         check_capacity(runtime, cluster.master_count, node_count)
+        _check_worker_bounds(session, cluster, node_count)
         _enforce_growth(session, runtime, cluster, node_count)
         start_operation(session, cluster, "update", {"node_count": node_count})
     runtime.wake_engine("operation")
@@ -369,12 +490,16 @@ def resize_cluster(
     if nodegroup == MASTER_NODEGROUP:
         raise InvalidInput("resizing the managers (default-master) is not supported; resize the workers")
     if nodegroup not in (None, "", WORKER_NODEGROUP):
-        raise InvalidInput(f"Nodegroup {nodegroup} could not be found: floe clusters have {WORKER_NODEGROUP}")
+        # Another group, by name or uuid (the default worker's uuid comes back here with None).
+        from floe.services import nodegroups  # it builds on this module: imported when used
+
+        return nodegroups.resize_nodegroup(runtime, caller, ident, nodegroup, node_count, nodes_to_remove)
     wanted = list(dict.fromkeys(nodes_to_remove or []))
     with runtime.db.session() as session:
         quotas.lock(session, caller.project_id)  # before anything is read (services/quotas.py)
         cluster = find_cluster(session, caller, ident)
         check_capacity(runtime, cluster.master_count, node_count)
+        workers = _check_worker_bounds(session, cluster, node_count)
         remove: list[str] = []
         if wanted:
             nodes = list(session.scalars(select(Node).where(Node.cluster_id == cluster.id)))
@@ -385,6 +510,8 @@ def resize_cluster(
                     raise InvalidInput(f"node {key} is not a node of cluster {cluster.name}")
                 if node.role != "worker":
                     raise InvalidInput(f"node {key} is a {node.role}; only workers can be removed")
+                if workers is not None and node.nodegroup_id not in (None, workers.id):
+                    raise InvalidInput(f"node {key} is not in {WORKER_NODEGROUP}: name its nodegroup to remove it")
                 if node.uuid not in remove:
                     remove.append(node.uuid)
             if len(remove) > cluster.node_count - node_count:

@@ -19,6 +19,28 @@ def cleanup_orphans(runtime: Runtime) -> list[str]:
     removed: list[str] = []
     for tag in sorted(on_host - known):
         removed.extend(provider.purge_cluster(tag))
+    return removed + _cleanup_project_networks(runtime)
+
+
+def _cleanup_project_networks(runtime: Runtime) -> list[str]:
+    """Remove this floe's project networks on the host that the database no longer knows.
+
+    Called after the clusters' orphans went, so no orphan node is left on such a network. The
+    host is read before the database: a network created meanwhile is in the second read.
+    """
+    from floe.db.models import Network
+    from floe.providers.base import ProviderWithNetworks
+
+    provider = runtime.provider
+    if not isinstance(provider, ProviderWithNetworks):
+        return []
+    on_host = provider.project_network_tags()
+    with runtime.db.session() as s:
+        known = set(s.scalars(select(Network.host_tag)))
+    removed = []
+    for tag in sorted(on_host - known):
+        provider.delete_project_network(tag)
+        removed.append(f"project network {tag}")
     return removed
 
 

@@ -5,13 +5,18 @@ FLOE_SHARE_QUOTA_*) that an admin may override per project; -1 is unlimited:
 
     clusters   Magnum "Cluster"   clusters of the project, whatever their status
     nodes      Magnum "Node"      managers + workers of all its clusters
-    cores      Magnum "Cores"     vCPUs of those nodes, from their flavors (floe.flavors)
+    cores      Magnum "Cores"     vCPUs of those nodes, from their flavors (the flavors table)
     ram        Magnum "RAM"       MiB of those nodes, from their flavors
     shares     Manila "shares"    shares of the project
     gigabytes  Manila "gigabytes" GiB of those shares
 
-A pending change counts at its larger size: a cluster being resized counts max(node_count, the
-target) workers, a share being extended max(size, target_size).
+A pending change counts at its larger size: a cluster (or nodegroup) being resized counts
+max(its node count, the target) nodes, a share being extended max(size, target_size).
+
+A cluster's size is its nodegroups' where it has them (each group's nodes × its flavor, the
+default-master group with the cluster's master_count), else its own fields (master_count ×
+master_flavor_id + node_count × flavor_id); a group or cluster that names no flavor counts as
+the default flavor (services/flavors.py, `resolve_size`).
 
 Atomicity: every change a quota limits calls `lock` first in its transaction, then counts and
 records (`enforce`, then the insert or update) before the commit. `lock` upserts the project's
@@ -31,15 +36,15 @@ from typing import Any
 from sqlalchemy import case, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, load_only
 
-from floe import flavors
 from floe.config import MAX_QUOTA, UNLIMITED, QuotaDefaults, Settings
-from floe.db.models import Cluster, Operation, Quota, QuotaLock, Share
+from floe.db.models import Cluster, NodeGroup, Operation, Quota, QuotaLock, Share
 from floe.db.session import Database
 from floe.engine.operations import ACTIVE
 from floe.errors import Conflict, Forbidden, InvalidInput, NotFound, QuotaExceeded
 from floe.services import identity
+from floe.services.flavors import resolve_size
 from floe.services.identity import Caller
 from floe.services.templates import Page, page_of, paginate, validate_paging
 
@@ -96,53 +101,123 @@ def limits(session: Session, settings: Settings, project_id: str) -> dict[str, i
     return out
 
 
-def _cluster_size(node_count: int, master_count: int, flavor_id: str | None, master_flavor_id: str | None) -> dict:
-    worker, manager = flavors.size_of(flavor_id), flavors.size_of(master_flavor_id)
-    return {
-        NODES: node_count + master_count,
-        CORES: node_count * worker.vcpus + master_count * manager.vcpus,
-        RAM: node_count * worker.ram + master_count * manager.ram,
-    }
+class _Sizes:
+    """(vCPUs, MiB) of a node by flavor reference, each reference read once per count."""
+
+    def __init__(self, session: Session):
+        self._session = session
+        self._known: dict[str, tuple[int, int]] = {}
+
+    def __call__(self, ref: str | None) -> tuple[int, int]:
+        key = ref or ""
+        if key not in self._known:
+            flavor = resolve_size(self._session, ref)
+            self._known[key] = (flavor.vcpus, flavor.ram)
+        return self._known[key]
 
 
-def cluster_size(cluster: Cluster, node_count: int | None = None) -> dict[str, int]:
-    """Nodes, vCPUs and MiB of `cluster` (with `node_count` workers if given)."""
-    workers = cluster.node_count if node_count is None else node_count
-    return _cluster_size(workers, cluster.master_count, cluster.flavor_id, cluster.master_flavor_id)
+def _size(sizes: _Sizes, counts: list[tuple[int, str | None]]) -> dict[str, int]:
+    """Nodes, vCPUs and MiB of (node count, flavor reference) pairs."""
+    out = {NODES: 0, CORES: 0, RAM: 0}
+    for count, ref in counts:
+        vcpus, ram = sizes(ref)
+        out[NODES] += count
+        out[CORES] += count * vcpus
+        out[RAM] += count * ram
+    return out
 
 
-def _pending_workers(session: Session, project_id: str) -> dict[int, int]:
-    """cluster id → the worker count an active update goes to."""
+def _counts(cluster: Cluster, groups: list[NodeGroup], workers: int | None = None,
+            pending: dict[str | None, int] | None = None) -> list[tuple[int, str | None]]:
+    """(nodes, flavor reference) of each part of `cluster`. Its default worker group has
+    `workers` nodes when given (a change being checked), else its own count; a group an active
+    update takes further counts at the update's target (`pending`: nodegroup uuid, or None for
+    the default worker group, → target)."""
+    pending = pending or {}
+    if not groups:  # a cluster being created, or one older than nodegroups
+        base = cluster.node_count if workers is None else workers
+        return [(cluster.master_count, cluster.master_flavor_id),
+                (max(base, pending.get(None, 0)), cluster.flavor_id)]
+    counts = []
+    for g in groups:
+        default_worker = g.is_default and g.role != "master"
+        if g.role == "master":
+            ref = g.flavor_id or cluster.master_flavor_id
+            count = cluster.master_count if g.is_default else g.node_count
+        else:
+            ref = g.flavor_id or cluster.flavor_id
+            count = workers if default_worker and workers is not None else g.node_count
+        target = pending.get(g.uuid, pending.get(None, 0) if default_worker else 0)
+        counts.append((max(count, target), ref))
+    return counts
+
+
+def _groups(session: Session, cluster_ids: list[int]) -> dict[int, list[NodeGroup]]:
+    out: dict[int, list[NodeGroup]] = {}
+    if cluster_ids:
+        for g in session.scalars(select(NodeGroup).where(NodeGroup.cluster_id.in_(cluster_ids))):
+            out.setdefault(g.cluster_id, []).append(g)
+    return out
+
+
+def cluster_size(session: Session, cluster: Cluster, node_count: int | None = None) -> dict[str, int]:
+    """Nodes, vCPUs and MiB of `cluster` (with `node_count` workers in its default worker group
+    if given), from its nodegroups when it has them, else from its own fields."""
+    groups = _groups(session, [cluster.id]).get(cluster.id, []) if cluster.id is not None else []
+    return _size(_Sizes(session), _counts(cluster, groups, node_count))
+
+
+def nodegroup_size(session: Session, flavor_ref: str | None, node_count: int) -> dict[str, int]:
+    """Nodes, vCPUs and MiB of `node_count` nodes of flavor `flavor_ref` (a nodegroup's change)."""
+    return _size(_Sizes(session), [(node_count, flavor_ref)])
+
+
+def _pending(session: Session, project_id: str) -> dict[int, dict[str | None, int]]:
+    """cluster id → {nodegroup uuid (None: the default worker group) → the node count an active
+    update takes it to}."""
     rows = session.execute(
         select(Operation.cluster_id, Operation.params).join(Cluster, Cluster.id == Operation.cluster_id)
         .where(Cluster.project_id == project_id, Operation.state.in_(ACTIVE), Operation.kind == "update")
     )
-    out: dict[int, int] = {}
+    out: dict[int, dict[str | None, int]] = {}
     for cluster_id, params in rows:
-        target = (params or {}).get("node_count")
-        if isinstance(target, int):
-            out[cluster_id] = target
+        params = params or {}
+        target = params.get("node_count")
+        group = params.get("nodegroup")
+        if isinstance(target, int) and (group is None or isinstance(group, str)):
+            out.setdefault(cluster_id, {})[group] = target
     return out
 
 
+def _default_workers(session: Session, cluster: Cluster) -> int:
+    """The workers of `cluster`'s default worker group (its node_count where it has no groups)."""
+    if cluster.id is not None:
+        count = session.scalars(select(NodeGroup.node_count).where(
+            NodeGroup.cluster_id == cluster.id, NodeGroup.is_default.is_(True), NodeGroup.role != "master")).first()
+        if count is not None:
+            return count
+    return cluster.node_count
+
+
 def counted_workers(session: Session, cluster: Cluster) -> int:
-    """The workers `cluster` counts as now: the larger of its node_count and an active update's target."""
-    target = _pending_workers(session, cluster.project_id).get(cluster.id, 0)
-    return max(cluster.node_count, target)
+    """The workers `cluster`'s default worker group counts as now: the larger of its node count
+    and an active cluster update's target."""
+    target = _pending(session, cluster.project_id).get(cluster.id, {}).get(None, 0)
+    return max(_default_workers(session, cluster), target)
 
 
 def cluster_usage(session: Session, project_id: str) -> dict[str, int]:
     """Clusters, nodes, vCPUs and MiB the project uses (a resize in progress at its larger size)."""
-    pending = _pending_workers(session, project_id)
+    pending = _pending(session, project_id)
     used = {CLUSTERS: 0, NODES: 0, CORES: 0, RAM: 0}
-    rows = session.execute(
-        select(Cluster.id, Cluster.node_count, Cluster.master_count, Cluster.flavor_id, Cluster.master_flavor_id)
-        .where(Cluster.project_id == project_id)
-    )
-    for cid, workers, masters, flavor, master_flavor in rows:
+    counted = load_only(Cluster.id, Cluster.node_count, Cluster.master_count, Cluster.flavor_id,
+                        Cluster.master_flavor_id, Cluster.project_id)
+    clusters = list(session.scalars(select(Cluster).where(Cluster.project_id == project_id).options(counted)))
+    groups = _groups(session, [c.id for c in clusters])
+    sizes = _Sizes(session)
+    for c in clusters:
         used[CLUSTERS] += 1
-        size = _cluster_size(max(workers, pending.get(cid, 0)), masters, flavor, master_flavor)
-        for key, value in size.items():
+        for key, value in _size(sizes, _counts(c, groups.get(c.id, []), pending=pending.get(c.id))).items():
             used[key] += value
     return used
 

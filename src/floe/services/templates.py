@@ -36,6 +36,7 @@ from floe.coe.base import SUPPORTED_COES
 from floe.db.models import Cluster, ClusterTemplate
 from floe.db.session import Database
 from floe.errors import Conflict, Forbidden, InvalidInput, NotFound
+from floe.services.flavors import check_flavor
 from floe.services.identity import Caller
 
 SUPPORTED_SERVER_TYPES = ("vm", "bm")
@@ -457,6 +458,8 @@ def create_template(db: Database, caller: Caller, spec: TemplateSpec) -> Cluster
     """Create a template in the caller's project; name generated when absent."""
     _check_publish(caller, spec.public, spec.hidden)
     with db.session() as session:
+        check_flavor(session, spec.flavor_id, caller)  # 400 unless in the catalog (or none: the default)
+        check_flavor(session, spec.master_flavor_id, caller)
         name = spec.name
         if name is None:
             name = generate_name("template")
@@ -564,6 +567,9 @@ def update_template(db: Database, caller: Caller, ident: str, patch: list[dict[s
                 f"ClusterTemplate {ct.uuid} is referenced by one or multiple clusters. "
                 f"While in use only {', '.join(sorted(IN_USE_MUTABLE))} may change."
             )
+        for field in ("flavor_id", "master_flavor_id"):
+            if field in changed:
+                check_flavor(session, new[field], caller)
         if "name" in changed and _name_taken(session, ct.project_id, new["name"], exclude_id=ct.id):
             raise Conflict(f"A ClusterTemplate named {new['name']} already exists in this project.")
         for k in changed:

@@ -1,13 +1,14 @@
-"""floe's own API under /v1/floe (nodes, share attachments, cleanup, image import), beside
-Magnum's: it passes Magnum's gate and answers errors in Magnum's shape."""
+"""floe's own API under /v1/floe (nodes, share attachments, project networks, cleanup, image
+import), beside Magnum's: it passes Magnum's gate and answers errors in Magnum's shape."""
 
 from fastapi import APIRouter
 
-from floe.api.extensions import attachments, maintenance, nodes
+from floe.api.extensions import attachments, maintenance, networks, nodes
 
 router = APIRouter()
 router.include_router(nodes.router)
 router.include_router(maintenance.router)
 router.include_router(attachments.router)
+router.include_router(networks.router)
 
 __all__ = ["router"]

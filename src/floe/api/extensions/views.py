@@ -1,4 +1,4 @@
-"""The bodies of floe's own answers under /v1/floe: nodes and share attachments."""
+"""The bodies of floe's own answers under /v1/floe: nodes, share attachments and project networks."""
 
 from __future__ import annotations
 
@@ -7,8 +7,16 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from floe.db.models import Node
+from floe.services.clusters import NodeView
+from floe.services.networks import AttachmentView as NetworkAttachmentView
+from floe.services.networks import NetworkView
 from floe.services.shares import AttachmentView
+
+
+class InterfaceOut(BaseModel):
+    name: str  # inside the node: eth0, eth1, …
+    network: str
+    address: str
 
 
 class NodeOut(BaseModel):
@@ -20,14 +28,24 @@ class NodeOut(BaseModel):
     health_status: str
     health_reason: str
     swarm_node_id: str | None
+    nodegroup: str
+    flavor: str
+    # One per network, eth0 (the cluster's management network) first.
+    interfaces: list[InterfaceOut]
+    gpus: list[str]
 
 
 class NodeList(BaseModel):
     nodes: list[NodeOut]
 
 
-def node_out(n: Node) -> NodeOut:
+def node_out(view: NodeView) -> NodeOut:
+    n = view.node
     return NodeOut(
+        nodegroup=view.nodegroup,
+        flavor=view.flavor,
+        interfaces=[InterfaceOut(name=i, network=net, address=a) for i, net, a in view.interfaces],
+        gpus=view.gpus,
         uuid=n.uuid,
         name=n.name,
         role=n.role,
@@ -57,4 +75,28 @@ def attachment_out(view: AttachmentView) -> dict[str, Any]:
         "nodes": list(a.nodes_verified or []),
         "created_at": _time(a.created_at),
         "updated_at": _time(a.updated_at),
+    }
+
+
+def network_out(view: NetworkView) -> dict[str, Any]:
+    n = view.network
+    return {
+        "uuid": n.uuid,
+        "name": n.name,
+        "cidr": n.cidr,
+        "project_id": n.project_id,
+        "status": n.status,
+        "created_at": _time(n.created_at),
+        "clusters": list(view.clusters),
+    }
+
+
+def network_attachment_out(view: NetworkAttachmentView) -> dict[str, Any]:
+    return {
+        "cluster_uuid": view.cluster.uuid,
+        "cluster_name": view.cluster.name,
+        "network_uuid": view.network.uuid,
+        "network_name": view.network.name,
+        "cidr": view.network.cidr,
+        "interface": view.ifname,
     }

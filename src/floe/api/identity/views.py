@@ -119,6 +119,7 @@ def catalog(request: Request) -> list[dict[str, Any]]:
         service("identity", "keystone", f"{base}/identity/v3"),
         service("container-infra", "magnum", f"{base}/v1"),
         service("sharev2", "manilav2", f"{base}/v2"),
+        service("compute", "nova", f"{base}/v2.1"),  # flavors only
     ]
 
 

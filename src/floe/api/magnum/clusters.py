@@ -18,6 +18,7 @@ from floe.api.magnum.schemas import (
     UUIDResponse,
     patch_ops,
 )
+from floe.api.magnum.versions import request_version
 from floe.api.magnum.views import cluster_out, cluster_summary, json_response, next_link
 from floe.services import clusters
 
@@ -37,7 +38,8 @@ def list_clusters(
     """The project's clusters, summary fields only."""
     page = clusters.list_clusters(runtime.db, caller, limit=limit, marker=marker, sort_key=sort_key, sort_dir=sort_dir)
     base = host_url(request)
-    out = ClusterCollection(clusters=[cluster_summary(v, base) for v in page.items])
+    version = request_version(request)
+    out = ClusterCollection(clusters=[cluster_summary(v, base, version) for v in page.items])
     nxt = next_link(base, "clusters", page.limit, page.next_marker, sort_key, sort_dir)
     if nxt:
         out.next = nxt
@@ -57,7 +59,8 @@ def list_clusters_detail(
     """The project's clusters with every field."""
     page = clusters.list_clusters(runtime.db, caller, limit=limit, marker=marker, sort_key=sort_key, sort_dir=sort_dir)
     base = host_url(request)
-    out = ClusterDetailCollection(clusters=[cluster_out(v, base) for v in page.items])
+    version = request_version(request)
+    out = ClusterDetailCollection(clusters=[cluster_out(v, base, version) for v in page.items])
     nxt = next_link(base, "clusters/detail", page.limit, page.next_marker, sort_key, sort_dir)
     if nxt:
         out.next = nxt
@@ -67,7 +70,9 @@ def list_clusters_detail(
 @router.get("/{ident}", response_model=ClusterOut)
 def show_cluster(request: Request, runtime: RuntimeDep, caller: CallerDep, ident: str) -> Response:
     """One cluster by uuid or name."""
-    return json_response(cluster_out(clusters.get_cluster(runtime.db, caller, ident), host_url(request)))
+    view = clusters.get_cluster(runtime.db, caller, ident)
+    # exclude_unset: every field is set but those of a later microversion than the request's.
+    return json_response(cluster_out(view, host_url(request), request_version(request)), exclude_unset=True)
 
 
 @router.post("", status_code=202, response_model=UUIDResponse)

@@ -150,6 +150,9 @@ class ClusterSummary(BaseModel):
     create_timeout: int
     stack_id: str | None
     links: list[Link]
+    # From microversion 1.13 (views set it only then): the driver's id of the cluster, stack_id's
+    # newer name; floe has no stack, so like stack_id it is null.
+    cluster_id: str | None = None
 
 
 class ClusterOut(ClusterSummary):

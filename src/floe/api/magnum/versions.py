@@ -14,8 +14,16 @@ HEADER = "OpenStack-API-Version"
 MIN_HEADER = "OpenStack-API-Minimum-Version"
 MAX_HEADER = "OpenStack-API-Maximum-Version"
 MIN_VERSION = (1, 1)
-# Magnum's newest microversion (1.11: bay and baymodel removed).
-MAX_VERSION = (1, 11)
+# What each microversion past 1.8 adds to what floe serves. Magnum's published history ends at
+# 1.11; 1.12-1.14 are what python-magnumclient 5.0 expects of a newer server (it reads a
+# cluster's `cluster_id` from 1.13, sends nodegroups' node labels and taints), as floe reads it.
+NODEGROUPS = (1, 9)  # /v1/clusters/{id}/nodegroups
+EMPTY_NODEGROUPS = (1, 10)  # nodegroups with node_count 0
+# 1.11: bay and baymodel removed (floe never had them)
+NODEGROUP_LABELS = (1, 12)  # nodegroups: merge_labels, labels_overridden/added/skipped
+CLUSTER_ID = (1, 13)  # clusters: cluster_id
+NODE_METADATA = (1, 14)  # nodegroups: node_labels, node_taints (create, show, patch)
+MAX_VERSION = NODE_METADATA
 
 
 def parse_version(header: str | None) -> tuple[int, int]:

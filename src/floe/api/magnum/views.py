@@ -8,7 +8,7 @@ from fastapi import Response
 from pydantic import BaseModel
 
 from floe.api.magnum.schemas import ClusterOut, ClusterSummary, ClusterTemplateOut
-from floe.api.magnum.versions import resource_links
+from floe.api.magnum.versions import CLUSTER_ID, MIN_VERSION, resource_links
 from floe.db.models import Cluster, ClusterTemplate
 from floe.services.clusters import ClusterView, labels_diff
 from floe.services.templates import DRIVER
@@ -55,8 +55,9 @@ def template_out(ct: ClusterTemplate, base: str) -> ClusterTemplateOut:
     )
 
 
-def _summary_fields(c: Cluster, base: str) -> dict[str, Any]:
-    return {
+def _summary_fields(c: Cluster, base: str, version: tuple[int, int] = MIN_VERSION) -> dict[str, Any]:
+    since = {"cluster_id": c.stack_id} if version >= CLUSTER_ID else {}
+    return since | {
         "uuid": c.uuid,
         "name": c.name,
         "cluster_template_id": c.cluster_template_id,
@@ -75,16 +76,17 @@ def _summary_fields(c: Cluster, base: str) -> dict[str, Any]:
     }
 
 
-def cluster_summary(view: ClusterView, base: str) -> ClusterSummary:
-    return ClusterSummary(**_summary_fields(view.cluster, base))
+def cluster_summary(view: ClusterView, base: str, version: tuple[int, int] = MIN_VERSION) -> ClusterSummary:
+    return ClusterSummary(**_summary_fields(view.cluster, base, version))
 
 
-def cluster_out(view: ClusterView, base: str) -> ClusterOut:
+def cluster_out(view: ClusterView, base: str, version: tuple[int, int] = MIN_VERSION) -> ClusterOut:
+    """Every field of a cluster; fields of later microversions only from those (send exclude_unset)."""
     c = view.cluster
     overridden, added, skipped = labels_diff(view.template_labels, dict(c.labels or {}))
     faults = {"cluster": c.status_reason or c.status} if c.status.endswith("FAILED") else {}
     return ClusterOut(
-        **_summary_fields(c, base),
+        **_summary_fields(c, base, version),
         status_reason=c.status_reason,
         health_status_reason=dict(c.health_status_reason or {}),
         discovery_url=c.discovery_url,

@@ -12,6 +12,7 @@ import docker.errors
 import requests.exceptions
 
 from floe.coe.base import (
+    NODE_LABEL_KEYS,
     NOT_RUNNING,
     ClusterHealth,
     ClusterRef,
@@ -19,8 +20,10 @@ from floe.coe.base import (
     DriverContext,
     NodeHealth,
     NodeRef,
+    data_path_addresses,
     load,
     node_info,
+    node_swarm_labels,
 )
 from floe.errors import PermanentError, TemporaryError
 from floe.providers.base import InfraProvider
@@ -48,12 +51,14 @@ class SwarmDriver(COEDriver):
             Step("swarm_init", self.init, "initialise the swarm on the first manager"),
             Step("swarm_join", self.join, "join managers and workers"),
             Step("swarm_ready", self.wait_ready, "wait until every node is Ready"),
+            Step("swarm_labels", self.label_nodes, "label nodes with their nodegroup and flavor"),
         ]
 
     def grow_steps(self) -> list[Step]:
         return [
             Step("swarm_join", self.join, "join new nodes"),
             Step("swarm_ready", self.wait_ready, "wait until every node is Ready"),
+            Step("swarm_labels", self.label_nodes, "label nodes with their nodegroup and flavor"),
         ]
 
     # --- steps ---------------------------------------------------------------------------
@@ -64,12 +69,14 @@ class SwarmDriver(COEDriver):
         info = client.info()
         state = info.get("Swarm") or {}
         if state.get("LocalNodeState") != "active":
+            data_path = data_path_addresses(ctx, cluster).get(first.name)
             try:
                 client.swarm.init(
                     advertise_addr=first.address,
                     listen_addr=f"{first.address}:{SWARM_PORT}",
                     default_addr_pool=[cluster.swarm_pool],
                     subnet_size=24,
+                    data_path_addr=data_path,
                 )
             except docker.errors.APIError as exc:
                 raise TemporaryError(f"swarm init on {first.name} failed: {exc.explanation}") from exc
@@ -94,9 +101,10 @@ class SwarmDriver(COEDriver):
         live = [n for n in nodes if n.state != "removing"]
         managers = _managers(live)
         remotes = [f"{managers[0].address}:{SWARM_PORT}"]
+        data_paths = data_path_addresses(ctx, cluster)
         # Raft wants managers added one at a time; workers can join in parallel.
         for m in managers[1:]:
-            self._join_one(ctx, cluster, m, tokens["manager_token"], remotes)
+            self._join_one(ctx, cluster, m, tokens["manager_token"], remotes, data_paths.get(m.name))
         workers = [n for n in live if n.role == "worker"]
         done = 0
         for i in range(0, len(workers), JOIN_BATCH):
@@ -104,12 +112,16 @@ class SwarmDriver(COEDriver):
             # All of a batch at once: a join is mostly the manager's time, and waves of joins
             # (fewer threads than nodes) serialise what the manager would pipeline.
             ctx.parallel(
-                lambda n: self._join_one(ctx, cluster, n, tokens["worker_token"], remotes), batch, limit=len(batch)
+                lambda n: self._join_one(ctx, cluster, n, tokens["worker_token"], remotes, data_paths.get(n.name)),
+                batch, limit=len(batch),
             )
             done += len(batch)
             ctx.progress(f"step {ctx.step}: {done}/{len(workers)} workers joined")
 
-    def _join_one(self, ctx: DriverContext, cluster: ClusterRef, node: NodeRef, token: str, remotes: list[str]) -> None:
+    def _join_one(
+        self, ctx: DriverContext, cluster: ClusterRef, node: NodeRef, token: str, remotes: list[str],
+        data_path: str | None = None,
+    ) -> None:
         client = ctx.docker(node_info(ctx, cluster, node))
         state = _swarm_state(client).get("LocalNodeState")
         if state in ("active", "pending"):
@@ -122,6 +134,7 @@ class SwarmDriver(COEDriver):
                 join_token=token,
                 listen_addr=f"{node.address}:{SWARM_PORT}",
                 advertise_addr=node.address,
+                data_path_addr=data_path,
             )
         except docker.errors.APIError as exc:
             # On a busy host a join can outlast dockerd's own wait; it goes on in the background
@@ -171,17 +184,43 @@ class SwarmDriver(COEDriver):
         with ctx.session() as s:
             tokens = dict(ctx.cluster(s).coe_state or {})
         remotes = [f"{m.address}:{SWARM_PORT}" for m in _managers(nodes)]
+        data_paths = data_path_addresses(ctx, cluster)
 
         def one(node: NodeRef) -> None:
             try:
                 client = ctx.docker(node_info(ctx, cluster, node))
                 if _swarm_state(client).get("LocalNodeState") in ("error", "inactive"):
                     token = tokens["manager_token" if node.role == "manager" else "worker_token"]
-                    self._join_one(ctx, cluster, node, token, remotes[:1])
+                    self._join_one(ctx, cluster, node, token, remotes[:1], data_paths.get(node.name))
             except (TemporaryError, *DOCKER_FAILURES):
                 pass  # still not ready: the next round tries again, the deadline bounds it
 
         ctx.parallel(one, missing, limit=JOIN_BATCH)
+
+    def label_nodes(self, ctx: DriverContext) -> None:
+        """Swarm node labels from the nodegroups (node.labels.floe.nodegroup == gpu places a
+        service); floe's keys are set, a user's own labels on the node are kept (idempotent)."""
+        cluster, nodes = load(ctx)
+        wanted = node_swarm_labels(ctx, cluster)
+        manager = self._a_manager(ctx, cluster, nodes)
+        live = {n.name for n in nodes if n.state != "removing"}
+        for sn in manager.api.nodes():
+            host = _hostname(sn)
+            if host not in live or host not in wanted or sn["Status"].get("State") != "ready":
+                continue
+            labels = dict(sn["Spec"].get("Labels") or {})
+            # floe's own keys, and the group's labels floe set before, are floe's: one the group no
+            # longer has goes; labels a user set on the node by hand stay.
+            set_before = set(filter(None, labels.get(NODE_LABEL_KEYS, "").split(",")))
+            merged = {k: v for k, v in labels.items() if not k.startswith("floe.") and k not in set_before}
+            merged |= wanted[host]
+            if merged == labels:
+                continue
+            try:
+                manager.api.update_node(sn["ID"], sn["Version"]["Index"], dict(sn["Spec"], Labels=merged))
+            except docker.errors.APIError as exc:
+                # Another writer bumped the node's version: the retry reads it again.
+                raise TemporaryError(f"labelling {host} failed: {exc.explanation}", delay=0.2) from exc
 
     @staticmethod
     def _forget_stale(manager, ready_ids: set[str], names: set[str]) -> None:

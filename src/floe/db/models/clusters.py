@@ -118,6 +118,10 @@ class Node(Base):
     cluster_id: Mapped[int] = mapped_column(ForeignKey("clusters.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(String(64))
     role: Mapped[str] = mapped_column(String(16))  # manager | worker
+    # The nodegroup it belongs to (NULL only in rows older than nodegroups, until migrated).
+    nodegroup_id: Mapped[int | None] = mapped_column(
+        ForeignKey("nodegroups.id", ondelete="CASCADE"), default=None, index=True
+    )
     index: Mapped[int] = mapped_column()
     address: Mapped[str | None] = mapped_column(String(43), default=None)
     docker_pool: Mapped[str | None] = mapped_column(String(43), default=None)

@@ -30,6 +30,11 @@ BRIDGE_RE = re.compile(r"^flb-([0-9a-f]{8})$")
 VETH_RE = re.compile(r"^fv([0-9a-f]{8})[0-9a-f]{5}$")
 COMMENT_RE = re.compile(r"--comment \"?floe:([0-9a-f]{8})\"?(?:\s|$)")
 INFRA_LINK_RE = re.compile(r"^fli[0-9a-f]{8}$")
+# Project networks: group 1 is the network's tag (never a cluster's: other prefixes).
+PROJECT_BRIDGE_RE = re.compile(r"^flp-([0-9a-f]{8})$")
+PROJECT_COMMENT_RE = re.compile(r"--comment \"?floe:pn-([0-9a-f]{8})\"?(?:\s|$)")
+# Host side of a node's interface on a project network: group 1 is the cluster's tag.
+NODE_NET_VETH_RE = re.compile(r"^fn([0-9a-f]{8})[0-9a-f]{5}$")
 # Hex digits of the hash in a shortened node directory name (see node_dir_name).
 SHORT_DIR_HASH = 10
 
@@ -72,6 +77,25 @@ def bridge_name(tag: str) -> str:
 def veth_name(tag: str, name: str) -> str:
     """Host side of a node's veth: node names are too long for IFNAMSIZ, so hash them."""
     return f"fv{tag}{_short_hash(name, 5)}"
+
+
+def project_bridge_name(tag: str) -> str:
+    """Host bridge of a project network, from the network's tag (12 chars)."""
+    return f"flp-{tag}"
+
+
+def project_comment(tag: str) -> str:
+    """iptables comment of a project network's rules; never matches COMMENT_RE (not a cluster's)."""
+    return f"floe:pn-{tag}"
+
+
+def node_net_veth_name(cluster_tag: str, name: str, network_tag: str) -> str:
+    """Host side of node `name`'s veth on project network `network_tag` (15 chars, IFNAMSIZ's limit).
+
+    It carries the cluster's tag, so purge_cluster finds it; the node and the network are hashed
+    together (a node has one interface per network).
+    """
+    return f"fn{cluster_tag}{_short_hash(f'{name}|{network_tag}', 5)}"
 
 
 def comment(tag: str) -> str:

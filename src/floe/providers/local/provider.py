@@ -5,11 +5,14 @@ iptables rules, per node a netns `floe-<tag>-<node>` joined by veth `fv<tag><has
 cgroups `floe-<tag>-<node>` and home/nodes/<tag>/<node>/ (a shortened <node> where the
 full one would leave no room for the socket path). floe's own infra network is a port-less
 bridge, named after the home and the range, holding the registry's address; nodes get one
-route to it and nothing else.
+route to it and nothing else. Project networks (bridges `flp-<network tag>` with no host
+address, a veth `fn<tag><hash>` per node: eth1, eth2, …) are in networks.py; a node's flavor and
+GPUs (cgroups, pinned CPUs, meminfo, disk image, device masks) in shape.py.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import logging
@@ -17,6 +20,7 @@ import os
 import re
 import shutil
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,19 +28,25 @@ import httpx
 
 from floe import registry_auth
 from floe.config import NODE_POLICIES
-from floe.host import cgroups, commands, firewall, mounts, neighbours, netns, processes
+from floe.host import cgroups, commands, firewall, gpus, mounts, neighbours, netns, processes
 from floe.providers.base import (
+    GPUDevice,
     InfraProvider,
     NetworkSpec,
     NodeInfo,
+    NodeNetwork,
     NodeSpec,
+    ProjectNetworkSpec,
     ProviderError,
+    ProviderWithGPUs,
     ProviderWithImageImport,
+    ProviderWithNetworks,
     ProviderWithShareMounts,
     ProviderWithTLSRenewal,
     RegistryInfo,
 )
-from floe.providers.local import images, naming, node, registry
+from floe.providers.local import images, naming, node, registry, shape
+from floe.providers.local import networks as project_networks
 
 if TYPE_CHECKING:
     import docker
@@ -52,6 +62,8 @@ SHARES_DIR = ".mnt"
 # Written in the registry directory once the infra objects carry the home's names: a home
 # with a registry but without it still owns the names of before (naming.legacy_*).
 INFRA_MARKER = "infra.json"
+# Seconds a GPU discovery (nvidia-smi -L) is reused: every node start needs the host's GPUs.
+GPU_DISCOVERY_TTL = 60.0
 # argv[0] of the processes a node runs whose command line names its directory.
 NODE_PROGRAMS = {"nsenter", "unshare", "sh", "docker-init", "dockerd"}
 
@@ -75,12 +87,18 @@ def _kill_nodes(unshare_pids: set[int], inner_pids: set[int]) -> bool:
     return processes.wait_gone(unshare_pids | inner_pids)
 
 
-class LocalProvider(InfraProvider, ProviderWithImageImport, ProviderWithShareMounts, ProviderWithTLSRenewal):
+class LocalProvider(
+    InfraProvider, ProviderWithImageImport, ProviderWithShareMounts, ProviderWithTLSRenewal, ProviderWithNetworks,
+    ProviderWithGPUs,
+):
     """Nodes as network namespaces with their own dockerd; needs root."""
 
     name = "local"
 
-    def __init__(self, home: Path, infra_subnet: str, registry_port: int = 5000, node_policy: str = "open"):
+    def __init__(
+        self, home: Path, infra_subnet: str, registry_port: int = 5000, node_policy: str = "open",
+        nvidia_smi: str = gpus.DEFAULT_NVIDIA_SMI, gpu_device_dir: str = gpus.DEFAULT_DEVICE_DIR,
+    ):
         self.home = Path(home).absolute()
         if node_policy not in NODE_POLICIES:
             raise ProviderError(f"unknown node policy {node_policy!r}: use one of {', '.join(NODE_POLICIES)}")
@@ -103,6 +121,10 @@ class LocalProvider(InfraProvider, ProviderWithImageImport, ProviderWithShareMou
         self._keys = registry_auth.keys(self.home)
         self._registry_paths = registry.RegistryPaths(self.home / "registry")
         self._api_version: str | None = None  # the nodes' Docker API version, once a node told it
+        # GPU discovery (host_gpus): FLOE_NVIDIA_SMI and FLOE_GPU_DEVICE_DIR.
+        self.nvidia_smi = nvidia_smi
+        self.gpu_device_dir = gpu_device_dir
+        self._gpus: tuple[float, list[GPUDevice]] | None = None
 
     # -- helpers ---------------------------------------------------------------
 
@@ -294,6 +316,7 @@ class LocalProvider(InfraProvider, ProviderWithImageImport, ProviderWithShareMou
             raise ProviderError(f"node address {address} is not in {subnet}")
         paths = self._node_paths(tag, name)
         cgroup = naming.cgroup_name(tag, name)
+        own_gpus = shape.check(spec, self.host_gpus())  # before anything changes
         with self._lock("node", tag, name):
             pid = node.live_pid(paths)
             if pid is None:
@@ -311,11 +334,13 @@ class LocalProvider(InfraProvider, ProviderWithImageImport, ProviderWithShareMou
                 )
                 node.write_files(spec, paths, cgroup, restricted=self.node_policy == "restricted")
                 shares = self._ensure_mount_dir(tag)
-                procs = cgroups.prepare(cgroup, spec.cpus, spec.memory_mb)
+                masked = shape.masked_gpu_devices(self.host_gpus(), own_gpus, self.gpu_device_dir)
+                procs, node_shape = shape.prepare(spec, paths, cgroup, own_gpus, masked)
                 pid = node.launch(
                     naming.netns_name(tag, name), name, paths, procs, shares, (self.storage_dir, self.nodes_dir),
-                    tls_address=str(address), restricted=self.node_policy == "restricted",
+                    tls_address=str(address), restricted=self.node_policy == "restricted", shape=node_shape,
                 ).pid
+            self._ensure_node_networks(tag, name, spec.networks)
             node.wait_ready(paths, pid)
         return NodeInfo(
             name=name, address=str(address), running=True, docker_url=f"unix://{paths.sock}",
@@ -374,6 +399,16 @@ class LocalProvider(InfraProvider, ProviderWithImageImport, ProviderWithShareMou
                 raise ProviderError(f"cannot prepare the share directory of cluster {tag}: {exc}") from None
         return path
 
+    # -- flavors and GPUs (see docs/flavors-local.md) --------------------------------------------
+
+    def host_gpus(self) -> list[GPUDevice]:
+        """Every GPU of the host in index order ([] without nvidia-smi); asked again after a minute."""
+        now = time.monotonic()
+        if self._gpus is None or now - self._gpus[0] > GPU_DISCOVERY_TTL:
+            found = gpus.discover(self.nvidia_smi, self.gpu_device_dir)
+            self._gpus = (now, [GPUDevice(index=g.index, uuid=g.uuid, device=g.device, model=g.model) for g in found])
+        return list(self._gpus[1])
+
     def cluster_mount_dir(self, cluster_tag: str) -> Path | None:
         """The cluster's share directory if its nodes receive mounts made there (see ProviderWithShareMounts)."""
         path = self._mount_dir(naming.check_tag(cluster_tag))
@@ -420,8 +455,12 @@ class LocalProvider(InfraProvider, ProviderWithImageImport, ProviderWithShareMou
             raise ProviderError(f"processes of node {tag}/{name} did not exit", temporary=True)
         if netns.delete_link(naming.veth_name(tag, name)):
             removed.append(f"veth {naming.veth_name(tag, name)}")
+        removed += project_networks.detach_all(tag, name)  # before the netns: their host sides go now
         if netns.delete_netns(naming.netns_name(tag, name)):
             removed.append(f"netns {naming.netns_name(tag, name)}")
+        # Its disk's loop device goes with its mount namespace, a moment after its processes.
+        if left := node.wait_loops_released(paths.dir):
+            raise ProviderError(f"the disk of node {tag}/{name} is still in use ({', '.join(left)})", temporary=True)
         if node.remove_dir(paths):
             removed.append(f"directory {paths.dir}")
         # The cluster's directory (its share directory included) goes with its last node.
@@ -459,7 +498,7 @@ class LocalProvider(InfraProvider, ProviderWithImageImport, ProviderWithShareMou
             if m := naming.NETNS_RE.match(ns):
                 tags.add(m.group(1))
         for link in netns.link_names():
-            if m := naming.BRIDGE_RE.match(link) or naming.VETH_RE.match(link):
+            if m := naming.BRIDGE_RE.match(link) or naming.VETH_RE.match(link) or naming.NODE_NET_VETH_RE.match(link):
                 tags.add(m.group(1))
         for line in firewall.listing():
             if m := naming.COMMENT_RE.search(line):
@@ -497,6 +536,7 @@ class LocalProvider(InfraProvider, ProviderWithImageImport, ProviderWithShareMou
         for link in netns.link_names():
             if (m := naming.VETH_RE.match(link)) and m.group(1) == tag and netns.delete_link(link):
                 removed.append(f"veth {link}")
+        removed += project_networks.purge_cluster_veths(tag)
         for ns in netns.list_netns():
             if ns.startswith(prefix) and netns.delete_netns(ns):
                 removed.append(f"netns {ns}")
@@ -505,6 +545,8 @@ class LocalProvider(InfraProvider, ProviderWithImageImport, ProviderWithShareMou
         removed += [f"iptables {rule}" for rule in firewall.delete_tagged(naming.comment(tag))]
         # Shares attached to the cluster are mounted in its share directory: unmount them
         # (their data stays where it lives) and never let the delete cross into a mount.
+        if left := node.wait_loops_released(cluster_dir):
+            raise ProviderError(f"disks of cluster {tag} are still in use ({', '.join(left)})", temporary=True)
         unmounted = mounts.unmount_tree(cluster_dir) if cluster_dir.exists() else []
         removed += [f"mount {m}" for m in unmounted]
         try:
@@ -512,6 +554,60 @@ class LocalProvider(InfraProvider, ProviderWithImageImport, ProviderWithShareMou
                 removed.append(f"directory {cluster_dir}")
         except mounts.MountError as exc:
             raise ProviderError(str(exc), temporary=True) from None
+        return removed
+
+    # -- project networks (ProviderWithNetworks; see providers/local/networks.py) ---------------
+
+    def ensure_project_network(self, net: ProjectNetworkSpec) -> None:
+        """The network's isolated bridge and its rules (idempotent)."""
+        tag, _ = project_networks.check_spec(net)
+        with self._lock("project-network", tag):
+            project_networks.ensure(self.home, tag)
+
+    def delete_project_network(self, tag: str) -> None:
+        """Remove the network's bridge, rules and the host sides of nodes still on it; missing is fine."""
+        tag = naming.check_tag(tag)
+        with self._lock("project-network", tag):
+            for what in project_networks.delete(self.home, tag):
+                log.info("project network %s: removed %s", tag, what)
+
+    def attach_node_network(self, cluster_tag: str, name: str, net: NodeNetwork) -> None:
+        """Give node `name` its interface on `net` now, dockerd and containers untouched (idempotent)."""
+        tag = naming.check_tag(cluster_tag)
+        name = naming.check_node_name(name)
+        with self._lock("node", tag, name):
+            self._ensure_node_networks(tag, name, (net,))
+
+    def _ensure_node_networks(self, tag: str, name: str, nets: tuple[NodeNetwork, ...] | list[NodeNetwork]) -> None:
+        """Every interface of `nets` in the node's namespace; the caller holds the node's lock.
+
+        Interfaces of other networks are left as they are: the spec lists what must be there.
+        """
+        checked = [(project_networks.check_node_network(n), n) for n in nets]  # all valid before any change
+        ifnames = [n.ifname for n in nets]
+        if len(set(ifnames)) != len(ifnames):
+            raise ProviderError(f"node {tag}/{name}: two networks on one interface ({', '.join(ifnames)})")
+        for (net_tag, subnet, _), n in checked:
+            if not netns.link_exists(naming.project_bridge_name(net_tag)):
+                self.ensure_project_network(ProjectNetworkSpec(net_tag, str(subnet)))
+            if project_networks.attach(tag, name, n):
+                log.info("node %s/%s: %s on project network %s", tag, name, n.ifname, net_tag)
+
+    def project_network_tags(self) -> set[str]:
+        """Tags of this home's project networks on the host (orphan cleanup compares them with the database)."""
+        return project_networks.home_tags(self.home)
+
+    def purge_project_networks(self, *, only_this_home: bool = True) -> list[str]:
+        """Remove this home's project networks (with `only_this_home=False`, every floe's on the host)."""
+        tags = project_networks.home_tags(self.home)
+        if not only_this_home:
+            tags |= project_networks.host_tags()
+        removed: list[str] = []
+        for tag in sorted(tags):
+            with self._lock("project-network", tag):
+                removed += project_networks.delete(self.home, tag)
+        with contextlib.suppress(OSError):  # the markers' directory, once empty
+            (self.home / project_networks.NETWORKS_DIR).rmdir()
         return removed
 
     def purge_infra(self) -> list[str]:
@@ -552,6 +648,7 @@ class LocalProvider(InfraProvider, ProviderWithImageImport, ProviderWithShareMou
         tags = self.home_cluster_tags() if only_this_home else self.host_cluster_tags()
         for tag in sorted(tags):
             removed += self.purge_cluster(tag)
+        removed += self.purge_project_networks(only_this_home=only_this_home)
         removed += self.purge_infra()
         if self.nodes_dir.exists():
             removed += [f"mount {m}" for m in mounts.unmount_tree(self.nodes_dir)]

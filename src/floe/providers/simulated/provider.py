@@ -21,8 +21,11 @@ from floe.providers.base import (
     InfraProvider,
     NetworkSpec,
     NodeInfo,
+    NodeNetwork,
     NodeSpec,
+    ProjectNetworkSpec,
     ProviderError,
+    ProviderWithNetworks,
     ProviderWithTLSRenewal,
     RegistryInfo,
 )
@@ -49,7 +52,7 @@ class SimNode:
     running: bool = True
 
 
-class SimulatedProvider(InfraProvider, ProviderWithTLSRenewal):
+class SimulatedProvider(InfraProvider, ProviderWithTLSRenewal, ProviderWithNetworks):
     """Nodes as rows: start_node waits out the boot delay once, then the node "runs" until stopped."""
 
     name = "simulated"
@@ -75,6 +78,7 @@ class SimulatedProvider(InfraProvider, ProviderWithTLSRenewal):
         # cluster tag -> node name -> node: a cluster's nodes are found without a scan.
         self._nodes: dict[str, dict[str, SimNode]] = {}
         self._networks: dict[str, str] = {}
+        self._project_networks: set[str] = set()
         for tag, name, address, booted_at, running in self._db.execute(
             "SELECT tag, name, address, booted_at, running FROM nodes"
         ):
@@ -96,6 +100,20 @@ class SimulatedProvider(InfraProvider, ProviderWithTLSRenewal):
             self._db.execute(
                 "INSERT OR REPLACE INTO networks (tag, subnet) VALUES (?, ?)", (net.cluster_tag, net.subnet)
             )
+
+    # Project networks: nothing to build; what exists is remembered for cleanup's sake.
+    def ensure_project_network(self, net: ProjectNetworkSpec) -> None:
+        self._project_networks.add(net.tag)
+
+    def delete_project_network(self, tag: str) -> None:
+        self._project_networks.discard(tag)
+
+    def attach_node_network(self, cluster_tag: str, name: str, net: NodeNetwork) -> None:
+        if net.network_tag not in self._project_networks:
+            raise ProviderError(f"project network {net.network_tag} does not exist", temporary=True)
+
+    def project_network_tags(self) -> set[str]:
+        return set(self._project_networks)
 
     def delete_network(self, net: NetworkSpec) -> None:
         with self._lock:
