@@ -384,6 +384,9 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=1, help="runs per size (medians are reported)")
     ap.add_argument("--profile", default="", help="a directory: py-spy profiles of floe's server for the largest size")
     ap.add_argument("--out", default="")
+    ap.add_argument("--flavor", default="", help="the nodes' flavor (default: floe's default, m1.small: 1 vCPU)")
+    ap.add_argument("--new-flavor", default="", metavar="NAME:VCPUS:RAM_MB:DISK_GB",
+                    help="create this flavor first and use it (e.g. nodisk:1:2048:0)")
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     home = Path(tempfile.mkdtemp(prefix="floe-bench-"))
@@ -391,7 +394,13 @@ def main() -> None:
     rows = []
     phase_rows = []
     try:
-        t = server.http.post("/v1/clustertemplates", json={"name": "bench", "coe": "swarm"})
+        if args.new_flavor:
+            name, vcpus, ram, disk = args.new_flavor.split(":")
+            server.http.post("/v2.1/flavors", json={"flavor": {
+                "name": name, "vcpus": int(vcpus), "ram": int(ram), "disk": int(disk)}}).raise_for_status()
+            args.flavor = name
+        flavor = {"flavor_id": args.flavor, "master_flavor_id": args.flavor} if args.flavor else {}
+        t = server.http.post("/v1/clustertemplates", json={"name": "bench", "coe": "swarm", **flavor})
         t.raise_for_status()
         template = t.json()["uuid"]
         # Warm-up: the first cluster builds the registry's base image; not what we measure.

@@ -307,13 +307,17 @@ def attach_interfaces(ctx: StepContext) -> None:
         raise PermanentError(f"the {ctx.provider.name} provider cannot attach nodes to project networks")
     provider = ctx.provider
     shapes = node_shapes(ctx, [n.id for n in todo])
+    # The operation's network only: the others are there already (a node's start makes them all).
+    with ctx.read() as s:
+        wanted = s.scalars(select(Network.host_tag).where(Network.uuid == ctx.params.get("network"))).first()
     progress = _Progress(ctx, len(todo), "nodes attached")
 
     def one(node: NodeRef) -> None:
         info = provider.node_info(cluster.tag, node.name)
         if info is not None and info.running:  # one that is not gets them when it starts
             for net in shapes[node.id].networks:
-                provider.attach_node_network(cluster.tag, node.name, net)
+                if wanted is None or net.network_tag == wanted:
+                    provider.attach_node_network(cluster.tag, node.name, net)
         progress.tick()
 
     ctx.parallel(one, todo, limit=16)

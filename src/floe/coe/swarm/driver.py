@@ -33,6 +33,7 @@ SWARM_PORT = 2377
 JOIN_BATCH = 32
 POLL = 0.1
 REJOIN_AFTER = 15.0
+LABEL_ATTEMPTS = 20
 # A node's dockerd failing or not answering: the SDK raises its own errors, or requests' when
 # the socket does not connect (clients are built without a round trip, see docker_client).
 DOCKER_FAILURES = (docker.errors.DockerException, requests.exceptions.RequestException)
@@ -204,23 +205,35 @@ class SwarmDriver(COEDriver):
         wanted = node_swarm_labels(ctx, cluster)
         manager = self._a_manager(ctx, cluster, nodes)
         live = {n.name for n in nodes if n.state != "removing"}
-        for sn in manager.api.nodes():
-            host = _hostname(sn)
-            if host not in live or host not in wanted or sn["Status"].get("State") != "ready":
-                continue
+        todo = [
+            (host, sn) for sn in manager.api.nodes()
+            if (host := _hostname(sn)) in live and host in wanted and sn["Status"].get("State") == "ready"
+        ]
+        ctx.parallel(lambda item: self._label(manager, item[0], item[1], wanted[item[0]]), todo, limit=16)
+
+    @staticmethod
+    def _label(manager, host: str, sn: dict, wanted: dict[str, str]) -> None:
+        """Give one Swarm node floe's labels `wanted` (its other labels kept); no write if it has them."""
+        for _attempt in range(LABEL_ATTEMPTS):
             labels = dict(sn["Spec"].get("Labels") or {})
-            # floe's own keys, and the group's labels floe set before, are floe's: one the group no
-            # longer has goes; labels a user set on the node by hand stay.
+            # floe's own keys, and the group's labels floe set before, are floe's: one the group
+            # no longer has goes; labels a user set on the node by hand stay.
             set_before = set(filter(None, labels.get(NODE_LABEL_KEYS, "").split(",")))
             merged = {k: v for k, v in labels.items() if not k.startswith("floe.") and k not in set_before}
-            merged |= wanted[host]
+            merged |= wanted
             if merged == labels:
-                continue
+                return
             try:
                 manager.api.update_node(sn["ID"], sn["Version"]["Index"], dict(sn["Spec"], Labels=merged))
+                return
             except docker.errors.APIError as exc:
-                # Another writer bumped the node's version: the retry reads it again.
-                raise TemporaryError(f"labelling {host} failed: {exc.explanation}", delay=0.2) from exc
+                # Right after joins the manager updates the node objects itself: a stale version
+                # is refused ("update out of sequence"); read this node again.
+                if "out of sequence" not in str(exc):
+                    raise TemporaryError(f"labelling {host} failed: {exc.explanation}", delay=0.2) from exc
+            time.sleep(0.02)
+            sn = manager.api.inspect_node(sn["ID"])
+        raise TemporaryError(f"labelling {host}: its node object kept changing", delay=0.2)
 
     @staticmethod
     def _forget_stale(manager, ready_ids: set[str], names: set[str]) -> None:
