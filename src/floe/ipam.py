@@ -16,7 +16,7 @@ import weakref
 from dataclasses import dataclass
 from ipaddress import IPv4Network
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -176,15 +176,10 @@ def allocate(
     """Allocate `count` free /prefixlen blocks for `owner` (the lowest free ones); flushes, the caller commits."""
     if count <= 0:
         return []
-    # One allocator at a time per range, holding the infra block's row until it commits: on
-    # PostgreSQL concurrent transactions would otherwise all pick the same lowest free block
-    # (and fail after a few tries) or, with different sizes, overlapping ones. SQLite already
-    # runs one writer at a time and ignores FOR UPDATE.
-    session.execute(
-        select(AddressAllocation.id)
-        .where(AddressAllocation.cidr == str(infra_subnet(address_range)))
-        .with_for_update()
-    ).first()
+    # One allocator at a time per range (see _lock_range), holding the lock until it commits:
+    # concurrent transactions would otherwise all pick the same lowest free block (and fail
+    # after a few tries) or, with different sizes, overlapping ones.
+    _lock_range(session, address_range)
     for _attempt in range(5):
         free = _free_map(session)
         spans = _free_blocks(free.gaps, address_range, prefixlen, count)
@@ -214,12 +209,21 @@ def allocate(
 
 
 def _lock_range(session: Session, address_range: IPv4Network) -> None:
-    """Take the range's allocator lock (see allocate) until the transaction ends."""
-    session.execute(
-        select(AddressAllocation.id)
-        .where(AddressAllocation.cidr == str(infra_subnet(address_range)))
-        .with_for_update()
-    ).first()
+    """Take the range's allocator lock (see allocate) until the transaction ends.
+
+    PostgreSQL: the infra block's row lock. SQLite ignores FOR UPDATE, and two transactions that
+    both read the free map before either writes would both find the same gap (two reserves of
+    overlapping blocks of different sizes were seen to win together): there a write that changes
+    nothing takes the database's write lock before anything is read.
+    """
+    infra = str(infra_subnet(address_range))
+    if session.get_bind().dialect.name == "sqlite":
+        session.execute(
+            update(AddressAllocation).where(AddressAllocation.cidr == infra).values(cidr=AddressAllocation.cidr)
+            .execution_options(synchronize_session=False)
+        )
+        return
+    session.execute(select(AddressAllocation.id).where(AddressAllocation.cidr == infra).with_for_update()).first()
 
 
 def reserve(

@@ -55,7 +55,7 @@ log = logging.getLogger("floe.provider")
 
 REQUIRED_BINARIES = (
     "dockerd", "docker-init", "containerd", "containerd-shim-runc-v2", "runc", "nsenter", "unshare",
-    "iptables", "docker-registry", "skopeo", "busybox", "hostname", "mount",
+    "iptables", "docker-registry", "skopeo", "busybox", "hostname", "mount", "mkfs.ext4", "taskset",
 )
 # The share directory of a cluster under home/nodes/<tag>/ (see _ensure_mount_dir).
 SHARES_DIR = ".mnt"
@@ -195,7 +195,7 @@ class LocalProvider(
         if missing:
             raise ProviderError(
                 f"missing programs: {', '.join(missing)} (Debian packages: docker.io, docker-registry, "
-                "skopeo, busybox-static, iptables, util-linux)"
+                "skopeo, busybox-static, iptables, util-linux, e2fsprogs)"
             )
         if not Path("/proc/self/ns/net").exists():
             raise ProviderError("this kernel has no network namespaces")
