@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -85,3 +86,41 @@ def install_error_handlers(app: FastAPI, shape: ErrorShape) -> None:
     app.add_exception_handler(ServiceError, request_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
+
+
+# --- the OpenStack fault, shared by Manila and Nova ----------------------------------------
+# Fault names by status, as manila/api/openstack/wsgi.py and nova/api/openstack/wsgi.py both
+# have them; any other status is a computeFault.
+FAULT_NAMES = {
+    400: "badRequest", 401: "unauthorized", 403: "forbidden", 404: "itemNotFound", 405: "badMethod",
+    409: "conflictingRequest", 413: "overLimit", 415: "badMediaType", 429: "overLimit", 501: "notImplemented",
+    503: "serviceUnavailable",
+}
+
+
+def fault_document(status: int, message: str, request_id: str = "", **_extra: Any) -> dict:
+    """The body of an OpenStack fault: {"itemNotFound": {"code": 404, "message": ..., "request_id": ...}}."""
+    name = FAULT_NAMES.get(status, "computeFault")
+    body = {name: {"code": status, "message": message or HTTPStatus(status).phrase}}
+    if request_id:
+        body[name]["request_id"] = request_id
+    return body
+
+
+def fault_shape(name: str, service: str) -> ErrorShape:
+    """The ErrorShape of an API answering OpenStack faults (`service` names it in the schema)."""
+    return ErrorShape(name, fault_document, {
+        "type": "object",
+        "description": f"{service}'s fault: one key, the fault's name (badRequest, itemNotFound, ...).",
+        "minProperties": 1,
+        "maxProperties": 1,
+        "additionalProperties": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {
+                "code": {"type": "integer"},
+                "message": {"type": "string"},
+                "request_id": {"type": "string"},
+            },
+        },
+    })

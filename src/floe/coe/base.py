@@ -157,14 +157,14 @@ def node_swarm_labels(ctx: DriverContext, cluster: ClusterRef) -> dict[str, dict
 
     from floe.db.flavors import node_flavor
     from floe.db.models import NodeGroup
+    from floe.db.nodegroups import flavor_ref
 
     with ctx.read() as s:
         c = ctx.cluster(s)
         groups = {g.id: g for g in s.scalars(select(NodeGroup).where(NodeGroup.cluster_id == cluster.id))}
         flavors = {}
         for gid, g in groups.items():
-            ref = g.flavor_id or (c.master_flavor_id if g.role == "master" else c.flavor_id)
-            f = node_flavor(s, ref)
+            f = node_flavor(s, flavor_ref(c, g))
             flavors[gid] = f.name if f else ""
         out: dict[str, dict[str, str]] = {}
         for n in ctx.nodes(s):

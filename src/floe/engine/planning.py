@@ -15,12 +15,11 @@ from sqlalchemy import select, update
 from floe import ipam, pki
 from floe.db.flavors import node_flavor
 from floe.db.models import ClusterNetwork, Flavor, GPUAllocation, Network, Node, NodeGroup, NodeInterface
+from floe.db.nodegroups import WORKER_NODEGROUP, default_nodegroups, flavor_ref
 from floe.engine.context import StepContext
 from floe.errors import Conflict, PermanentError
 from floe.providers.base import ProviderWithGPUs
 
-MASTER_GROUP = "default-master"
-WORKER_GROUP = "default-worker"
 # Node rows planned per transaction: the write lock (all of SQLite) is never held for work that
 # grows with the request, and each batch is idempotent (a crash between two resumes at the next).
 PLAN_BATCH = 256
@@ -56,17 +55,8 @@ def ensure_nodegroups(ctx: StepContext, s) -> list[NodeGroup]:
     c = ctx.cluster(s)
     groups = list(s.scalars(select(NodeGroup).where(NodeGroup.cluster_id == c.id).order_by(NodeGroup.id)))
     names = {g.name for g in groups}
-    for name, role, count, flavor in (
-        (MASTER_GROUP, "master", c.master_count, c.master_flavor_id),
-        (WORKER_GROUP, "worker", c.node_count, c.flavor_id),
-    ):
-        if name not in names:
-            g = NodeGroup(
-                cluster_id=c.id, project_id=c.project_id, name=name, role=role, is_default=True,
-                flavor_id=flavor, docker_volume_size=c.docker_volume_size, node_count=count,
-                min_node_count=1 if role == "master" else 0, labels=dict(c.labels or {}),
-                status="CREATE_IN_PROGRESS",
-            )
+    for g in default_nodegroups(c):
+        if g.name not in names:
             s.add(g)
             s.flush()
             groups.append(g)
@@ -172,8 +162,7 @@ def _plan_batch(ctx: StepContext, rng: ipaddress.IPv4Network) -> bool:
 
 def group_flavor(s, cluster, group: NodeGroup) -> Flavor | None:
     """The flavor a nodegroup's nodes run with (its own, else the cluster's for its role, else the default)."""
-    ref = group.flavor_id or (cluster.master_flavor_id if group.role == "master" else cluster.flavor_id)
-    return node_flavor(s, ref)
+    return node_flavor(s, flavor_ref(cluster, group))
 
 
 def _plan_gpus(ctx: StepContext, s, nodes: list[Node], groups: dict[int, NodeGroup]) -> None:
@@ -243,9 +232,9 @@ def plan_resize(ctx: StepContext) -> None:
         c = ctx.cluster(s)
         groups = ensure_nodegroups(ctx, s)
         ref = ctx.params.get("nodegroup")
-        group = next((g for g in groups if g.uuid == ref or (ref is None and g.name == WORKER_GROUP)), None)
+        group = next((g for g in groups if g.uuid == ref or (ref is None and g.name == WORKER_NODEGROUP)), None)
         if group is None:
-            raise PermanentError(f"nodegroup {ref or WORKER_GROUP} of cluster {c.name} no longer exists")
+            raise PermanentError(f"nodegroup {ref or WORKER_NODEGROUP} of cluster {c.name} no longer exists")
         if ctx.params.get("delete_nodegroup"):
             target = 0
             group.status = "DELETE_IN_PROGRESS"

@@ -27,6 +27,7 @@ from floe.db.models import (
     NodeGroup,
     NodeInterface,
 )
+from floe.db.nodegroups import MASTER_NODEGROUP, WORKER_NODEGROUP, default_nodegroups, flavor_ref
 from floe.db.session import Database
 from floe.engine.operations import start_operation
 from floe.errors import Conflict, InvalidInput, NotFound
@@ -60,11 +61,9 @@ INTERNAL_ATTRS = frozenset(
      "node_addresses", "master_addresses", "stack_id", "status", "status_reason", "coe_version",
      "container_version", "faults"}
 )
-WORKER_NODEGROUP = "default-worker"
 # Minutes a create may take before it fails: 30 days at most (Magnum sets no bound; a
 # deadline must fit the database and Python's datetime).
 MAX_CREATE_TIMEOUT = 30 * 24 * 60
-MASTER_NODEGROUP = "default-master"
 # No address range floe accepts holds more nodes in one cluster than this (a /8 holds 32,695):
 # a static bound, so that no number too large for the database gets past the request body.
 MAX_NODES = 1 << 16
@@ -229,8 +228,7 @@ def list_nodes(db: Database, caller: Caller, ident: str) -> list[NodeView]:
         groups = {g.id: g for g in session.scalars(select(NodeGroup).where(NodeGroup.cluster_id == cluster.id))}
         flavors = {}
         for gid, g in groups.items():
-            f = node_flavor(session, g.flavor_id or (cluster.master_flavor_id if g.role == "master"
-                                                     else cluster.flavor_id))
+            f = node_flavor(session, flavor_ref(cluster, g))
             flavors[gid] = f.name if f else ""
         ids = [n.id for n in nodes]
         interfaces: dict[int, list[tuple[str, str, str]]] = {}
@@ -375,16 +373,7 @@ def cluster_networks(session: Session, caller: Caller, fixed_network: str | None
 
 def add_default_nodegroups(session: Session, cluster: Cluster, template: ClusterTemplate) -> None:
     """A new cluster's default-master and default-worker nodegroups (Magnum's)."""
-    for name, role, count, flavor in (
-        (MASTER_NODEGROUP, "master", cluster.master_count, cluster.master_flavor_id),
-        (WORKER_NODEGROUP, "worker", cluster.node_count, cluster.flavor_id),
-    ):
-        session.add(NodeGroup(
-            cluster_id=cluster.id, project_id=cluster.project_id, name=name, role=role, is_default=True,
-            flavor_id=flavor, image_id=template.image_id, docker_volume_size=cluster.docker_volume_size,
-            node_count=count, min_node_count=1 if role == "master" else 0, labels=dict(cluster.labels or {}),
-            status="CREATE_IN_PROGRESS",
-        ))
+    session.add_all(default_nodegroups(cluster, template.image_id))
 
 
 def _node_count(value: Any) -> int:
