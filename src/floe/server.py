@@ -38,15 +38,18 @@ def make_provider(settings: Settings):
 
 
 def engine_drivers(settings: Settings) -> dict:
-    """The engine's COE drivers by COE name: Swarm on real nodes, the simulated driver on simulated ones."""
+    """The engine's COE drivers by COE name: Swarm and Slurm on real nodes, the simulated driver on simulated ones."""
     if settings.provider == "simulated":
         from floe.coe.simulated import simulated_drivers
 
         return simulated_drivers(settings.sim_coe_delay)
+    from floe.coe.slurm.driver import SlurmDriver
     from floe.coe.swarm.driver import SwarmDriver
 
-    swarm = SwarmDriver()
-    return {name: swarm for name in swarm.coe_names}
+    drivers: dict = {}
+    for driver in (SwarmDriver(), SlurmDriver()):
+        drivers.update({name: driver for name in driver.coe_names})
+    return drivers
 
 
 def build_runtime(settings: Settings, provider=None, *, engine: bool = True) -> Runtime:

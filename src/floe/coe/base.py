@@ -27,7 +27,7 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 #: Values a template's `coe` field accepts.
-SUPPORTED_COES = ("swarm", "swarm-mode")
+SUPPORTED_COES = ("swarm", "swarm-mode", "slurm")
 
 
 #: The reason a driver gives for a node whose machine (process) is gone; auto-healing acts on it.
@@ -39,6 +39,7 @@ class NodeHealth:
     name: str
     healthy: bool
     reason: str = ""
+    heal: bool = False  # auto-healing may fix it (a daemon of the node died), as for NOT_RUNNING
 
 
 @dataclass(frozen=True)

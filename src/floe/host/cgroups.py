@@ -219,6 +219,11 @@ def prepare(
     return procs
 
 
+def daemon_procs_files(name: str) -> list[Path]:
+    """The cgroup.procs files that the node's daemons joined (prepare made them), in every hierarchy."""
+    return [p for m in _daemon_hierarchies() if (p := Path(m.target, name, DAEMON_LEAF, "cgroup.procs")).exists()]
+
+
 def has_devices_controller() -> bool:
     """Whether the host has a v1 devices hierarchy (v2 confines devices with eBPF, which floe does not do)."""
     return any(m.fstype == "cgroup" and "devices" in m.controllers for m in hierarchies())

@@ -20,8 +20,9 @@ _children: dict[int, subprocess.Popen] = {}
 _children_lock = threading.Lock()
 
 
-def spawn_detached(args: Sequence[str], log: Path, cwd: Path) -> subprocess.Popen:
-    """Start a daemon in its own session (it outlives floe), output appended to `log`."""
+def spawn_detached(args: Sequence[str], log: Path, cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Start a daemon in its own session (it outlives floe), output appended to `log`; `env`
+    replaces the clean environment."""
     with open(log, "ab") as out:
         proc = subprocess.Popen(
             list(args),
@@ -29,7 +30,7 @@ def spawn_detached(args: Sequence[str], log: Path, cwd: Path) -> subprocess.Pope
             stdout=out,
             stderr=subprocess.STDOUT,
             cwd=cwd,
-            env=clean_env(),
+            env=env if env is not None else clean_env(),
             start_new_session=True,
             close_fds=True,
         )

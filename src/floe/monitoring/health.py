@@ -176,7 +176,7 @@ def _change(snap: _Snapshot, report: ClusterHealth | None) -> _Change | None:
         if (status, h.reason) != (old_status, old_reason):
             nodes.append((n.id, status, h.reason))
     status = "HEALTHY" if report.healthy else "UNHEALTHY"
-    dead = [h.name for h in report.nodes if not h.healthy and h.reason == NOT_RUNNING]
+    dead = [h.name for h in report.nodes if not h.healthy and (h.reason == NOT_RUNNING or h.heal)]
     heal = dead if _auto_healing(snap.labels) else []
     if not nodes and not heal and status == snap.health_status and reason == snap.health_status_reason:
         return None

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 from floe.host.errors import HostError
 
 if TYPE_CHECKING:  # the docker SDK is imported lazily by implementations
+    import subprocess
+
     import docker
 
 
@@ -204,6 +206,59 @@ class ProviderWithNetworks(abc.ABC):
     @abc.abstractmethod
     def project_network_tags(self) -> set[str]:
         """Tags of every project network this floe has on the host (orphan cleanup)."""
+
+
+class ProviderWithNodeProcesses(abc.ABC):
+    """Capability: programs beside a node's dockerd (a COE's daemons: munged, slurmd, slurmctld),
+    commands run in a node, and a cluster's own daemons on the host, all tracked and removed with
+    the node or the cluster.
+
+    `cluster_files_dir` is a host directory every node of the cluster sees at the same path: a
+    COE keeps there what all its nodes share (slurm.conf, the munge socket, controller state).
+    """
+
+    @abc.abstractmethod
+    def cluster_files_dir(self, cluster_tag: str) -> Path:
+        """The cluster's shared files directory (created if missing); it goes with the cluster."""
+
+    @abc.abstractmethod
+    def node_run(self, cluster_tag: str, name: str, argv: list[str], timeout: float = 60.0,
+                 env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        """Run a command inside running node `name` (its namespaces and cgroups); ProviderError if
+        the node is not running."""
+
+    @abc.abstractmethod
+    def start_node_daemon(self, cluster_tag: str, name: str, daemon: str, argv: list[str],
+                          env: dict[str, str] | None = None) -> bool:
+        """Start `argv` (in the foreground) as daemon `daemon` of running node `name`, unless it runs;
+        True if started. It dies with the node; its output goes to the node's `<daemon>.log`."""
+
+    @abc.abstractmethod
+    def node_daemon_running(self, cluster_tag: str, name: str, daemon: str) -> bool:
+        """Whether daemon `daemon` of node `name` is running."""
+
+    @abc.abstractmethod
+    def stop_node_daemon(self, cluster_tag: str, name: str, daemon: str) -> None:
+        """Stop the node's daemon (SIGTERM, then SIGKILL); missing is fine."""
+
+    @abc.abstractmethod
+    def start_cluster_daemon(self, cluster_tag: str, daemon: str, argv: list[str]) -> bool:
+        """Start `argv` (in the foreground) on the host as the cluster's daemon `daemon`, unless it
+        runs; True if started. purge_cluster stops it."""
+
+    @abc.abstractmethod
+    def cluster_daemon_running(self, cluster_tag: str, daemon: str) -> bool:
+        """Whether the cluster's host daemon `daemon` is running."""
+
+    @abc.abstractmethod
+    def stop_cluster_daemon(self, cluster_tag: str, daemon: str) -> None:
+        """Stop the cluster's host daemon; missing is fine."""
+
+    @abc.abstractmethod
+    def open_host_ports(self, net: NetworkSpec, first: int, last: int) -> None:
+        """Let the cluster's nodes open TCP connections to the host's address on the cluster network
+        (net.gateway) on ports first..last, which host-side clients listen on (srun's I/O ports);
+        nothing else of the host becomes reachable. Idempotent; goes with the cluster network."""
 
 
 class ProviderWithGPUs(abc.ABC):

@@ -19,6 +19,7 @@ import logging
 import os
 import re
 import shutil
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -41,11 +42,12 @@ from floe.providers.base import (
     ProviderWithGPUs,
     ProviderWithImageImport,
     ProviderWithNetworks,
+    ProviderWithNodeProcesses,
     ProviderWithShareMounts,
     ProviderWithTLSRenewal,
     RegistryInfo,
 )
-from floe.providers.local import images, naming, node, registry, shape
+from floe.providers.local import daemons, images, naming, node, registry, shape
 from floe.providers.local import networks as project_networks
 
 if TYPE_CHECKING:
@@ -65,7 +67,9 @@ INFRA_MARKER = "infra.json"
 # Seconds a GPU discovery (nvidia-smi -L) is reused: every node start needs the host's GPUs.
 GPU_DISCOVERY_TTL = 60.0
 # argv[0] of the processes a node runs whose command line names its directory.
-NODE_PROGRAMS = {"nsenter", "unshare", "sh", "docker-init", "dockerd"}
+NODE_PROGRAMS = {"nsenter", "unshare", "sh", "docker-init", "dockerd", "munged"}
+# The cluster's files directory (ProviderWithNodeProcesses), a dot name like SHARES_DIR.
+CLUSTER_FILES_DIR = ".cluster"
 
 # Locks per object (a node, a network, a registry), shared by every provider instance of
 # this process: the same object is handled serially, different objects in parallel.
@@ -89,7 +93,7 @@ def _kill_nodes(unshare_pids: set[int], inner_pids: set[int]) -> bool:
 
 class LocalProvider(
     InfraProvider, ProviderWithImageImport, ProviderWithShareMounts, ProviderWithTLSRenewal, ProviderWithNetworks,
-    ProviderWithGPUs,
+    ProviderWithGPUs, ProviderWithNodeProcesses,
 ):
     """Nodes as network namespaces with their own dockerd; needs root."""
 
@@ -467,7 +471,7 @@ class LocalProvider(
         cluster_dir = paths.dir.parent
         with self._lock("mnt", tag):
             try:
-                others = [d for d in cluster_dir.iterdir() if d.name != SHARES_DIR]
+                others = [d for d in cluster_dir.iterdir() if d.name not in (SHARES_DIR, CLUSTER_FILES_DIR)]
             except FileNotFoundError:
                 return removed
             if not others:
@@ -555,6 +559,70 @@ class LocalProvider(
         except mounts.MountError as exc:
             raise ProviderError(str(exc), temporary=True) from None
         return removed
+
+    # -- programs in nodes and cluster daemons (ProviderWithNodeProcesses; see daemons.py) -------
+
+    def cluster_files_dir(self, cluster_tag: str) -> Path:
+        directory = self.nodes_dir / naming.check_tag(cluster_tag) / CLUSTER_FILES_DIR
+        directory.mkdir(parents=True, exist_ok=True, mode=0o755)
+        return directory
+
+    def _running_node(self, tag: str, name: str) -> tuple[node.NodePaths, int]:
+        paths = self._node_paths(naming.check_tag(tag), naming.check_node_name(name))
+        pid = node.live_pid(paths)
+        inner = daemons.inner_pid(pid) if pid is not None else None
+        if inner is None:
+            raise ProviderError(f"node {name} is not running", temporary=True)
+        return paths, inner
+
+    def node_run(self, cluster_tag: str, name: str, argv: list[str], timeout: float = 60.0,
+                 env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        _, inner = self._running_node(cluster_tag, name)
+        return daemons.run_in_node(inner, naming.cgroup_name(cluster_tag, name), argv, timeout, env)
+
+    def start_node_daemon(self, cluster_tag: str, name: str, daemon: str, argv: list[str],
+                          env: dict[str, str] | None = None) -> bool:
+        paths, inner = self._running_node(cluster_tag, name)
+        with self._lock("daemon", cluster_tag, name, daemon):
+            return daemons.start_node_daemon(
+                paths.dir / "daemons", inner, naming.cgroup_name(cluster_tag, name),
+                daemons.check_daemon_name(daemon), argv, env,
+            )
+
+    def node_daemon_running(self, cluster_tag: str, name: str, daemon: str) -> bool:
+        paths = self._node_paths(naming.check_tag(cluster_tag), naming.check_node_name(name))
+        pidfile = paths.dir / "daemons" / f"{daemons.check_daemon_name(daemon)}.pid"
+        return daemons.live_node_daemon(pidfile, daemon) is not None
+
+    def stop_node_daemon(self, cluster_tag: str, name: str, daemon: str) -> None:
+        paths = self._node_paths(naming.check_tag(cluster_tag), naming.check_node_name(name))
+        pidfile = paths.dir / "daemons" / f"{daemons.check_daemon_name(daemon)}.pid"
+        with self._lock("daemon", cluster_tag, name, daemon):
+            daemons.stop(daemons.live_node_daemon(pidfile, daemon))
+
+    def start_cluster_daemon(self, cluster_tag: str, daemon: str, argv: list[str]) -> bool:
+        directory = self.cluster_files_dir(cluster_tag)
+        with self._lock("daemon", cluster_tag, daemons.check_daemon_name(daemon)):
+            return daemons.start_host_daemon(directory, daemon, argv)
+
+    def cluster_daemon_running(self, cluster_tag: str, daemon: str) -> bool:
+        directory = self.nodes_dir / naming.check_tag(cluster_tag) / CLUSTER_FILES_DIR
+        return daemons.live_host_daemon(directory, daemons.check_daemon_name(daemon)) is not None
+
+    def stop_cluster_daemon(self, cluster_tag: str, daemon: str) -> None:
+        directory = self.nodes_dir / naming.check_tag(cluster_tag) / CLUSTER_FILES_DIR
+        with self._lock("daemon", cluster_tag, daemons.check_daemon_name(daemon)):
+            daemons.stop(daemons.live_host_daemon(directory, daemon))
+
+    def open_host_ports(self, net: NetworkSpec, first: int, last: int) -> None:
+        tag = naming.check_tag(net.cluster_tag)
+        if not 0 < first <= last < 65536:
+            raise ProviderError(f"invalid port range {first}-{last}")
+        gateway = str(ipaddress.IPv4Address(net.gateway))
+        rule = ("INPUT", ["-i", naming.bridge_name(tag), "-p", "tcp", "-d", gateway, "--dport", f"{first}:{last}",
+                          "-j", "ACCEPT"])
+        # At the top: before the bridge's DROP; it carries the cluster's comment, so it goes with it.
+        firewall.ensure([rule], naming.comment(tag), top=True)
 
     # -- project networks (ProviderWithNetworks; see providers/local/networks.py) ---------------
 
