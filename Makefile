@@ -4,7 +4,11 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := curl docker.io docker-registry busybox-static skopeo iproute2 iptables procps python3-venv postgresql e2fsprogs glusterfs-server
+APT_PACKAGES := curl docker.io docker-registry busybox-static skopeo iproute2 iptables procps python3-venv postgresql e2fsprogs glusterfs-server \
+  $(SLURM_APT_PACKAGES)
+# Slurm clusters (coe: slurm): the daemons floe runs in nodes, the stock clients on the host, munge,
+# slurmdbd with MariaDB for accounting, OpenMPI (mpicc builds the tests' MPI program) and PMIx.
+SLURM_APT_PACKAGES := slurmctld slurmd slurm-client munge slurmdbd mariadb-server openmpi-bin libopenmpi-dev libpmix2
 # Only for the benchmarks (make bench-scale): wrk loads the API.
 BENCH_APT_PACKAGES := wrk
 

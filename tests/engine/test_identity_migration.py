@@ -100,3 +100,49 @@ def test_a_0004_database_keeps_its_tokens_and_gets_an_admin_user(tmp_path: Path,
             "admin", "member", "reader"}
     finally:
         db.dispose()
+
+
+def test_migration_0009_jobs_matches_the_model_goes_down_and_up_and_goes_with_its_cluster(
+        tmp_path: Path, database_url: str) -> None:
+    """0009 adds the jobs table as the model has it; a job row goes when its cluster is deleted."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+    from sqlalchemy import delete, inspect
+
+    from floe.db.base import Base
+
+    db = Database(database_url or f"sqlite:///{tmp_path / 'floe.db'}")
+    try:
+        _upgrade(db, "0008")
+        assert "jobs" not in inspect(db.engine).get_table_names()
+        db.migrate()
+        with db.engine.connect() as conn:
+            diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+        mine = [d for d in diff if "jobs" in repr(d)]
+        assert not mine, mine
+        with db.engine.begin() as conn:
+            meta = MetaData()
+            conn.execute(Table("projects", meta, autoload_with=conn).insert().values(
+                id="p1", name="p1", created_at=utcnow()))
+            _insert(conn, Table("cluster_templates", meta, autoload_with=conn), uuid="t1", project_id="p1",
+                    name="tpl")
+            clusters = Table("clusters", meta, autoload_with=conn)
+            cluster = _insert(conn, clusters, uuid="c1", project_id="p1", name="c", cluster_template_id="t1",
+                              host_tag="abcd1234")
+            jobs = Table("jobs", meta, autoload_with=conn)
+            _insert(conn, jobs, uuid="j1", project_id="p1", cluster_id=cluster, slurm_job_id="1",
+                    command=["hostname"], shares=[])
+        with db.session() as s:  # the application's sessions enforce foreign keys (SQLite's pragma)
+            s.execute(delete(Table("clusters", MetaData(), autoload_with=s.connection())))
+        with db.engine.connect() as conn:
+            assert conn.execute(select(func.count()).select_from(Table("jobs", MetaData(),
+                                                                         autoload_with=conn))).scalar() == 0
+        with db.engine.begin() as conn:
+            cfg = alembic_config(db.engine)
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "0008")
+        assert "jobs" not in inspect(db.engine).get_table_names()
+        db.migrate()
+        assert "jobs" in inspect(db.engine).get_table_names()
+    finally:
+        db.dispose()

@@ -37,6 +37,7 @@ class ClusterConfig:
     expires: datetime | None = None
     action: str = "wrote"  # "wrote", "renewed" (with `why`) or "kept"
     why: str = ""
+    slurm_conf: Path | None = None  # a Slurm cluster's slurm.conf, for the stock Slurm clients
 
     def note(self) -> str:
         """What happened, for stderr."""
@@ -44,7 +45,8 @@ class ClusterConfig:
         if self.action == "kept":
             return f"kept the bundle in {self.directory}: its certificate is valid until {when}"
         what = f"renewed the bundle ({self.why})" if self.action == "renewed" else "wrote ca.pem, cert.pem, key.pem"
-        return f"{what} in {self.directory}; the certificate expires {when}"
+        slurm = f" and wrote {self.slurm_conf.name} (SLURM_CONF: sinfo, srun, sbatch use it)" if self.slurm_conf else ""
+        return f"{what} in {self.directory}; the certificate expires {when}{slurm}"
 
     def export_line(self) -> str:
         """The shell line `eval $(floe cluster config NAME)` runs."""
@@ -54,6 +56,7 @@ class ClusterConfig:
             # The docker CLI's config.json with the cluster's registry pull credential.
             + (f" DOCKER_CONFIG={shlex.quote(str(self.directory))}"
                if (self.directory / DOCKER_CONFIG_FILE).exists() else "")
+            + (f" SLURM_CONF={shlex.quote(str(self.slurm_conf))}" if self.slurm_conf else "")
         )
 
 
@@ -162,7 +165,8 @@ def write_cluster_config(
     action, why, expires = _renewal(target, uuid, ca_pem, force)
     if action == "keep":
         _write_docker_config(client, uuid, target)
-        return ClusterConfig(directory=target, docker_host=host, expires=expires, action="kept")
+        slurm_conf = _write_slurm_conf(client, cluster, target)
+        return ClusterConfig(directory=target, docker_host=host, expires=expires, action="kept", slurm_conf=slurm_conf)
 
     from floe import pki  # cryptography is slow to import; only here
 
@@ -180,4 +184,25 @@ def write_cluster_config(
     return ClusterConfig(
         directory=target, docker_host=host, expires=pki.validity(cert_pem)[1],
         action="renewed" if action == "renew" else "wrote", why=why,
+        slurm_conf=_write_slurm_conf(client, cluster, target),
     )
+
+
+def _write_slurm_conf(client: FloeClient, cluster: dict[str, Any], target: Path) -> Path | None:
+    """A Slurm cluster's slurm.conf in the bundle (its nodes run dockerd too, so the Docker files
+    stay useful).
+
+    srun talks to the slurmds itself, by the addresses in its slurm.conf, so a copy would go stale
+    at the next resize: on the floe host (where the cluster's munged socket is anyway) the file
+    only includes the cluster's live slurm.conf, which floe rewrites on every change."""
+    if not str(cluster.get("coe_version") or "").startswith("slurm"):
+        return None
+    answer = client.slurm_config(str(cluster["uuid"]))
+    live = Path(str(answer["cluster_files"])) / "slurm.conf"
+    path = target / "slurm.conf"
+    if live.is_file():
+        text = f"# Written by floe: the cluster's own slurm.conf, kept current by floe.\nInclude {live}\n"
+    else:
+        text = str(answer["slurm_conf"])  # another machine: a copy (re-run after a resize)
+    _write(path, text, 0o644)
+    return path

@@ -19,6 +19,7 @@ from floe.cli.errors import FloeGroup
 from floe.cli.flavors import flavor_app
 from floe.cli.identity import credential_app, project_app, role_app, user_app
 from floe.cli.images import image_app
+from floe.cli.jobs import job_app
 from floe.cli.networks import network_app
 from floe.cli.nodegroups import nodegroup_app
 from floe.cli.shares import share_app
@@ -40,6 +41,7 @@ app.add_typer(flavor_app, name="flavor")
 app.add_typer(image_app, name="image")
 app.add_typer(share_app, name="share")
 app.add_typer(network_app, name="network")
+app.add_typer(job_app, name="job")
 app.add_typer(project_app, name="project")
 app.add_typer(user_app, name="user")
 app.add_typer(role_app, name="role")

@@ -314,6 +314,10 @@ class FloeClient:
         """GET /v1/floe/clusters/{ident}/nodes (a floe extension)."""
         return self._list(f"/v1/floe/clusters/{_path(ident)}/nodes", "nodes")
 
+    def slurm_config(self, ident: str) -> JSON:
+        """GET /v1/floe/clusters/{ident}/slurm: a Slurm cluster's slurm.conf (a floe extension)."""
+        return self._object("GET", f"/v1/floe/clusters/{_path(ident)}/slurm")
+
     # -- certificates ---------------------------------------------------------
 
     def get_ca(self, cluster: str) -> str:
@@ -780,3 +784,35 @@ class FloeClient:
     def delete_nodegroup(self, cluster: str, ident: str) -> None:
         """DELETE /v1/clusters/{cluster}/nodegroups/{ident}; the group goes DELETE_IN_PROGRESS, then 404."""
         self._request("DELETE", f"{self._nodegroups(cluster)}/{_path(ident)}")
+
+    # -- batch jobs on Slurm clusters (floe extension) ---------------------------------
+
+    def _jobs(self, cluster: str) -> str:
+        return f"/v1/floe/clusters/{_path(cluster)}/jobs"
+
+    def submit_job(self, cluster: str, command: list[str], *, nodes: int = 1, image: str | None = None,
+                   shares: list[str] | None = None, name: str | None = None, mpi: bool = False) -> JSON:
+        """POST /v1/floe/clusters/{cluster}/jobs: sbatch `command` across `nodes` nodes; returns the job."""
+        body: JSON = {"command": list(command), "nodes": nodes, "shares": list(shares or []), "mpi": mpi}
+        if image is not None:
+            body["image"] = image
+        if name is not None:
+            body["name"] = name
+        return self._object("POST", self._jobs(cluster), json=body)
+
+    def list_jobs(self, cluster: str) -> list[JSON]:
+        return list(self._object("GET", self._jobs(cluster))["jobs"])
+
+    def get_job(self, cluster: str, job: str) -> JSON:
+        return self._object("GET", f"{self._jobs(cluster)}/{_path(job)}")
+
+    def cancel_job(self, cluster: str, job: str) -> JSON:
+        """DELETE /v1/floe/clusters/{cluster}/jobs/{job}: scancel; returns the job as Slurm reports it after."""
+        return self._object("DELETE", f"{self._jobs(cluster)}/{_path(job)}")
+
+    def job_output(self, cluster: str, job: str, offset: int = 0) -> tuple[bytes, int, str]:
+        """The job's output from byte `offset`: (bytes, the output's size now, the job's state)."""
+        response = self._request("GET", f"{self._jobs(cluster)}/{_path(job)}/output", params={"offset": offset},
+                                 headers={"Accept": "text/plain"})
+        return (response.content, int(response.headers.get("X-Floe-Output-Size", "0") or 0),
+                response.headers.get("X-Floe-Job-State", ""))

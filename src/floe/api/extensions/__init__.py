@@ -3,12 +3,14 @@ import), beside Magnum's: it passes Magnum's gate and answers errors in Magnum's
 
 from fastapi import APIRouter
 
-from floe.api.extensions import attachments, maintenance, networks, nodes
+from floe.api.extensions import attachments, jobs, maintenance, networks, nodes, slurm
 
 router = APIRouter()
 router.include_router(nodes.router)
 router.include_router(maintenance.router)
 router.include_router(attachments.router)
 router.include_router(networks.router)
+router.include_router(jobs.router)
+router.include_router(slurm.router)
 
 __all__ = ["router"]

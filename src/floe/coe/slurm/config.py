@@ -84,6 +84,8 @@ def render(c: SlurmCluster) -> str:
         f"TaskProlog={c.files}/task-prolog",
         "ReturnToService=2",
         "SchedulerType=sched/backfill",
+        # Batch jobs are scheduled when submitted (Slurm's default waits 3 s to batch them up).
+        "SchedulerParameters=batch_sched_delay=0,sched_min_interval=100000",
         "SelectType=select/cons_tres",
         "SelectTypeParameters=CR_CPU",
         "MpiDefault=none",

@@ -184,7 +184,7 @@ class SlurmDriver(COEDriver):
                                     for n in sorted(live - usable)[:5])
                 ctx.progress(f"step {ctx.step}: {len(usable)}/{len(live)} nodes usable (waiting for {waiting})")
             time.sleep(POLL)
-        version = slurm.run("sinfo", "--version").stdout.strip().removeprefix("slurm ").strip()
+        version = slurm.run("sinfo", "--version").stdout.split()[-1]  # "slurm-wlm 22.05.8" on Debian
         from floe.db.models import Node  # local import keeps the driver's module graph small
 
         with ctx.session() as s:

@@ -11,6 +11,7 @@ from floe.db.models.identity import (
     User,
 )
 from floe.db.models.ipam import AddressAllocation
+from floe.db.models.jobs import Job
 from floe.db.models.operations import Operation
 from floe.db.models.quotas import Quota, QuotaLock
 from floe.db.models.shape import ClusterNetwork, Flavor, GPUAllocation, Network, NodeGroup, NodeInterface
@@ -18,7 +19,7 @@ from floe.db.models.shares import Share, ShareAccessRule, ShareAttachment
 
 __all__ = [
     "AddressAllocation", "ApplicationCredential", "Cluster", "ClusterNetwork", "ClusterTemplate", "Domain",
-    "Flavor", "GPUAllocation", "Network", "Node", "NodeGroup", "NodeInterface", "Operation",
+    "Flavor", "GPUAllocation", "Job", "Network", "Node", "NodeGroup", "NodeInterface", "Operation",
     "Project", "Quota", "QuotaLock", "Role", "RoleAssignment", "Share", "ShareAccessRule", "ShareAttachment",
     "Token", "User",
 ]
