@@ -49,7 +49,7 @@ from statistics import median
 import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
-from create_cluster import CGROUPS, FLOE, STEP_DONE, server_cpu  # noqa: E402 - a sibling script
+from create_cluster import FLOE, STEP_DONE, server_cpu  # noqa: E402 - a sibling script
 from create_cluster import Server as _Server  # noqa: E402
 
 SRUN = shutil.which("srun") or "/usr/bin/srun"
@@ -119,6 +119,17 @@ def sinfo_states(conf: Path) -> dict[str, str]:
     return dict(line.split("|", 1) for line in out.split() if "|" in line)
 
 
+def cgroup_mounts() -> list[tuple[str, str, str]]:
+    """(type, target, options) of the host's mounts under /sys/fs/cgroup, parents first."""
+    out = []
+    for line in Path("/proc/mounts").read_text().splitlines():
+        _, target, fstype, opts, *_ = line.split()
+        if (target == "/sys/fs/cgroup" or target.startswith("/sys/fs/cgroup/")) and \
+                fstype in ("tmpfs", "cgroup", "cgroup2"):
+            out.append((fstype, target, opts))
+    return out
+
+
 def _ping(sock: Path) -> bool:
     try:
         with socket.socket(socket.AF_UNIX) as s:
@@ -168,22 +179,30 @@ class BareCluster:
         _sh("ip", "-n", ns, "addr", "add", f"{self.addrs[i]}/24", "dev", "eth0")
         _sh("ip", "-n", ns, "link", "set", "eth0", "up")
         _sh("ip", "-n", ns, "link", "set", "lo", "up")
+        # `ready` once the hostname is set (slurmctld checks it is the host slurm.conf names) and
+        # the mounts are made (slurmd wants the cgroup mounts).
         script = f"mount -t tmpfs tmpfs /run; mkdir -p /run/slurmd; hostname {self.names[i]}; "
         if self.docker:
             script += (
-                "umount -l /sys; mount -t sysfs sysfs /sys; mount -t tmpfs cgroup /sys/fs/cgroup; "
-                f"for h in {CGROUPS}; do mkdir -p /sys/fs/cgroup/$h; "
-                "mount -t cgroup -o $h cgroup /sys/fs/cgroup/$h; done; "
-                f"dockerd --data-root {d}/data --exec-root {d}/exec -H unix://{d}/docker.sock "
+                # The node's own sysfs (its network devices), then every cgroup mount the host
+                # has (slurmd wants name=systemd as well as the controllers dockerd uses).
+                "umount -l /sys; mount -t sysfs sysfs /sys; "
+                + "".join(f"mkdir -p {target}; mount -t {fstype} -o {opts} {fstype} {target}; "
+                          for fstype, target, opts in cgroup_mounts())
+                + f"touch {d}/ready; dockerd --data-root {d}/data --exec-root {d}/exec -H unix://{d}/docker.sock "
                 f"--pidfile {d}/docker.pid --bip {BARE_NET}.{100 + i}.1/24 "
                 f"--default-address-pool base={BARE_NET}.{200 + i}.0/24,size=26 >{d}/dockerd.log 2>&1 & "
             )
+        else:
+            script += f"touch {d}/ready; "
         script += "exec sleep infinity"
         p = self._spawn(["nsenter", f"--net=/run/netns/{ns}", "unshare", "--mount", "--uts", "--pid", "--fork",
                          "--mount-proc", "--kill-child", "--propagation", "slave", "--",
                          "/usr/bin/docker-init", "--", "sh", "-c", script], d / "node.log")
         children = Path(f"/proc/{p.pid}/task/{p.pid}/children")
-        while not (kids := children.read_text().split()):
+        while not (kids := children.read_text().split()) or not (d / "ready").exists():
+            if p.poll() is not None:
+                raise RuntimeError(f"node {i} exited: {(d / 'node.log').read_text()[-500:]}")
             time.sleep(0.005)
         self.inner[i] = int(kids[0])
 
@@ -196,7 +215,7 @@ class BareCluster:
                              env={**os.environ, "SLURM_CONF": str(self.conf)}).stdout
         return "UP" in out
 
-    def start(self, timeout: float = 300) -> float:
+    def start(self, timeout: float = 120) -> float:
         t0 = time.monotonic()
         end = t0 + timeout
         for sub in ("munge", "state", "log"):
@@ -470,6 +489,8 @@ def main() -> None:
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("run as root: it makes namespaces, bridges and iptables rules")
+    # `kill` and `timeout` tear down as Ctrl-C does (the finally blocks run).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if any(n.startswith(f"{BARE_PREFIX}-") for n in _netns()) or f"{BARE_PREFIX}br" in _links():
         sys.exit(f"a bare cluster's objects ({BARE_PREFIX}-*) are on the host already: another run of this script?")
     Path("/tmp/h2").mkdir(exist_ok=True)

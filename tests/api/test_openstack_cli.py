@@ -83,3 +83,27 @@ def test_errors_reach_the_user(live: Live) -> None:
     proc = openstack(live, "coe", "cluster", "show", "no-such-cluster", check=False)
     assert proc.returncode != 0
     assert "HTTP 404" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_slurm_templates_and_controller_counts(live: Live) -> None:
+    """`--coe slurm` with the stock client; a Slurm cluster takes 1 or 2 masters (a controller and
+    its backup), where a Swarm one needs an odd count."""
+    openstack(live, "coe", "cluster", "template", "create", "--coe", "slurm", "--image", "floe-node",
+              "--external-network", "none", "--flavor", "m1.tiny", "slurm-tpl")
+    shown = json.loads(openstack(live, "coe", "cluster", "template", "show", "slurm-tpl", "-f", "json").stdout)
+    assert shown["coe"] == "slurm" and shown["flavor_id"] == "m1.tiny"
+    out = openstack(live, "coe", "cluster", "create", "--cluster-template", "slurm-tpl", "--master-count", "2",
+                    "--node-count", "3", "slurm-ha").stdout
+    assert "accepted" in out
+    row = json.loads(openstack(live, "coe", "cluster", "show", "slurm-ha", "-f", "json").stdout)
+    assert row["master_count"] == 2 and row["node_count"] == 3
+    bad = openstack(live, "coe", "cluster", "create", "--cluster-template", "slurm-tpl", "--master-count", "3",
+                    "slurm-three", check=False)
+    assert "at most one backup" in bad.stdout + bad.stderr
+    openstack(live, "coe", "cluster", "template", "create", "--coe", "swarm-mode", "--image", "floe-node",
+              "--external-network", "none", "swarm-tpl2")
+    bad = openstack(live, "coe", "cluster", "create", "--cluster-template", "swarm-tpl2", "--master-count", "2",
+                    "swarm-two", check=False)
+    assert "is even" in bad.stdout + bad.stderr
+    names = [c["name"] for c in json.loads(openstack(live, "coe", "cluster", "list", "-f", "json").stdout)]
+    assert "slurm-three" not in names and "swarm-two" not in names

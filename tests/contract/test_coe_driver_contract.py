@@ -4,7 +4,8 @@ A new driver is added to `DRIVERS` below and must pass the whole suite. The stat
 steps) runs for every driver; health on nodes that do not run needs no cluster, so it runs for
 every driver too. A full create → health → resize down (remove_nodes) → delete runs on the
 simulated driver with the real engine and database; the Swarm driver's full run needs real
-nodes and is the end-to-end suite's (tests/e2e/test_swarm_cluster.py, test_recovery.py).
+nodes and is the end-to-end suite's (tests/e2e/test_swarm_cluster.py, test_recovery.py), as is
+the Slurm driver's (tests/e2e/test_slurm_cluster.py, test_slurm_crash.py).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from sqlalchemy import select
 
 from floe.coe.base import NOT_RUNNING, SUPPORTED_COES, ClusterHealth, COEDriver, NodeRef
 from floe.coe.simulated import SimulatedDriver
+from floe.coe.slurm.driver import SlurmDriver
 from floe.coe.swarm.driver import SwarmDriver
 from floe.db.models import Cluster, Node
 from floe.engine import pipelines
@@ -23,7 +25,7 @@ from floe.providers.simulated import SimulatedProvider
 from floe.steps import Step
 from tests.engine.conftest import make_sim
 
-DRIVERS = {"swarm": SwarmDriver, "simulated": SimulatedDriver}
+DRIVERS = {"swarm": SwarmDriver, "slurm": SlurmDriver, "simulated": SimulatedDriver}
 # Steps the engine's own pipelines name: a driver's steps must not take these names.
 ENGINE_STEPS = {"plan", "registry", "network", "nodes", "remove_nodes", "finish", "purge", "release"}
 

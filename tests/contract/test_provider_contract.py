@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -170,3 +171,48 @@ def test_capabilities_are_declared_by_subclassing(provider) -> None:
     if issubclass(type(provider), ProviderWithShareMounts):
         assert provider.cluster_mount_dir(secrets.token_hex(4)) is None  # no such cluster
         assert provider.node_mount_view(secrets.token_hex(4), "x") is None
+
+
+def test_programs_in_nodes_and_cluster_daemons(provider, tag, ca, registry) -> None:
+    """ProviderWithNodeProcesses: a daemon lives in the node (its namespaces, hostname, cgroups),
+    starts once, stops, dies with the node; a cluster daemon on the host goes with purge."""
+    from floe.providers.base import ProviderWithNodeProcesses
+
+    if not isinstance(provider, ProviderWithNodeProcesses):
+        pytest.skip(f"the {provider.name} provider runs no programs in nodes")
+    provider.ensure_network(_network(tag))
+    spec = _spec(tag, "contract-node-4", 4, ca, registry)
+    provider.start_node(spec)
+    files = provider.cluster_files_dir(tag)
+    assert files.is_dir() and provider.cluster_files_dir(tag) == files
+    # A command runs in the node: its hostname, its address, its own /run.
+    out = provider.node_run(tag, spec.name, ["/bin/sh", "-c", "hostname; ip -4 -o addr show; ls /run"]).stdout
+    assert out.splitlines()[0] == spec.name and spec.address in out
+    # A daemon starts once, is seen running, stops.
+    marker = files / "seen"
+    argv = ["/bin/sh", "-c", f'hostname > {marker}; exec sleep 600']
+    assert provider.start_node_daemon(tag, spec.name, "sleeper", argv) is True
+    assert provider.start_node_daemon(tag, spec.name, "sleeper", argv) is False  # already running
+    assert provider.node_daemon_running(tag, spec.name, "sleeper")
+    end = time.monotonic() + 10
+    while not marker.exists() and time.monotonic() < end:
+        time.sleep(0.05)
+    assert marker.read_text().strip() == spec.name
+    provider.stop_node_daemon(tag, spec.name, "sleeper")
+    assert not provider.node_daemon_running(tag, spec.name, "sleeper")
+    provider.stop_node_daemon(tag, spec.name, "sleeper")  # missing is fine
+    with pytest.raises(ProviderError):
+        provider.start_node_daemon(tag, spec.name, "../bad name", argv)
+    # One that is left running dies with its node.
+    provider.start_node_daemon(tag, spec.name, "sleeper", argv)
+    provider.stop_node(tag, spec.name)
+    assert not provider.node_daemon_running(tag, spec.name, "sleeper")
+    with pytest.raises(ProviderError):
+        provider.node_run(tag, spec.name, ["true"])
+    # A cluster daemon on the host, named by its directory; purge stops it.
+    host_argv = ["/bin/sh", "-c", "while :; do sleep 1; done", "floe-helper", str(files)]
+    assert provider.start_cluster_daemon(tag, "helper", host_argv) is True
+    assert provider.start_cluster_daemon(tag, "helper", host_argv) is False
+    assert provider.cluster_daemon_running(tag, "helper")
+    provider.purge_cluster(tag)
+    assert not provider.cluster_daemon_running(tag, "helper")

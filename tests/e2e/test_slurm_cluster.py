@@ -142,6 +142,21 @@ def test_slurm_cluster_journey(server: FloeServer, template: str, tmp_path: Path
     assert sorted(n["name"] for n in nodes) == ["sl-master-0", "sl-node-0", "sl-node-1"]
     assert not (server.home / "nodes" / tag / "sl-node-4").exists()
 
+    # A forced removal: the jobs of the node that goes are requeued rather than waited for.
+    server.floe("cluster", "resize", "sl", "--node-count", "3", "--wait")
+    long = [slurm(env, "sbatch", "--parsable", "-N", "1", "-o", "/dev/null", "--wrap", "sleep 600").strip()
+            for _ in range(3)]
+    wait_for(lambda: slurm(env, "squeue", "-h", "-t", "RUNNING", "-o", "%i").split() != [] and
+             len(slurm(env, "squeue", "-h", "-t", "RUNNING", "-o", "%i").split()) == 3, 30, "three running jobs")
+    on_node2 = slurm(env, "squeue", "-h", "-w", "sl-node-2", "-o", "%i").strip()
+    started = time.monotonic()
+    server.floe("cluster", "resize", "sl", "--node-count", "2", "--requeue", "--wait")
+    assert time.monotonic() - started < 60
+    requeued = slurm(env, "scontrol", "show", "job", on_node2)
+    assert "JobState=PENDING" in requeued and "Restarts=1" in requeued, requeued
+    slurm(env, "scancel", *long)
+    wait_for(lambda: not slurm(env, "squeue", "-h"), 30, "the queue to empty")
+
     # Auto-healing: a compute node whose slurmd died gets it back, and Slurm schedules on it.
     dead = daemon_pid(server, tag, "sl-node-1", "slurmd")
     os.kill(dead, 9)
@@ -214,3 +229,26 @@ def test_own_munge_keys_and_health(server: FloeServer, tmp_path: Path):
     assert seen["status"] == "CREATE_COMPLETE"  # nothing healed it: the template did not ask
     for name in ("ka", "kb"):
         server.floe("cluster", "delete", name, "--wait")
+
+
+def test_backup_controller_takes_over_with_the_queue(server: FloeServer, tmp_path: Path):
+    """master_count 2: a backup slurmctld on the second master shares the controller's state (the
+    cluster's files), so when the primary dies it serves the same queue."""
+    server.floe("template", "create", "slurm-ha", "--coe", "slurm", "--flavor", "m1.tiny",
+                "--master-flavor", "m1.tiny")
+    bad = server.floe("cluster", "create", "ha3", "--template", "slurm-ha", "--master-count", "3", check=False)
+    assert bad.returncode != 0 and "at most one backup" in bad.stderr, bad.stderr
+    server.floe("cluster", "create", "ha", "--template", "slurm-ha", "--node-count", "2", "--master-count", "2",
+                "--wait")
+    env = slurm_env(server, "ha", tmp_path / "cfg")
+    out = slurm(env, "scontrol", "ping")
+    assert "primary) at ha-master-0 is UP" in out and "backup) at ha-master-1 is UP" in out, out
+    held = slurm(env, "sbatch", "--parsable", "--hold", "-N", "1", "--wrap", "hostname").strip()
+    os.kill(daemon_pid(server, _tag(server, "ha"), "ha-master-0", "slurmctld"), 9)
+    # SlurmctldTimeout is 10 s: the backup takes control, with the held job still queued.
+    wait_for(lambda: "PENDING" in slurm(env, "squeue", "-h", "-j", held, "-o", "%T", check=False)
+             and "backup) at ha-master-1 is UP" in slurm(env, "scontrol", "ping", check=False), 60, "takeover")
+    slurm(env, "scontrol", "release", held)
+    wait_for(lambda: "COMPLETED" in slurm(env, "scontrol", "show", "job", held, check=False), 60, "the job to run")
+    assert sorted(slurm(env, "srun", "-N", "2", "hostname").split()) == ["ha-node-0", "ha-node-1"]
+    server.floe("cluster", "delete", "ha", "--wait")

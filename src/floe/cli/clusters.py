@@ -181,13 +181,16 @@ def cluster_resize(
         list[str] | None,
         typer.Option("--remove", metavar="NODE", help="A node (name or uuid) to remove first; repeat."),
     ] = None,
+    requeue: Annotated[
+        bool, typer.Option("--requeue", help="Slurm: requeue the jobs of nodes that go instead of waiting for them."),
+    ] = False,
     wait: WaitOption = False,
 ) -> None:
-    """Grow or shrink a cluster's workers."""
+    """Grow or shrink a cluster's workers (a Slurm cluster drains the nodes that go first)."""
     with api_client() as client:
         # Follow the uuid while waiting; the server resolves node names and uuids itself.
         ident = str(client.get_cluster(name)["uuid"])
-        client.resize(ident, node_count, remove)
+        client.resize(ident, node_count, remove, requeue)
         if not wait:
             say(f"Request to resize cluster {name} to {node_count} nodes accepted")
             return

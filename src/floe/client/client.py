@@ -298,11 +298,14 @@ class FloeClient:
         body = self._json("PATCH", f"/v1/clusters/{_path(ident)}", json=patch)
         return str(body.get("uuid", ident)) if isinstance(body, dict) else ident
 
-    def resize(self, ident: str, node_count: int, nodes_to_remove: list[str] | None = None) -> str:
+    def resize(self, ident: str, node_count: int, nodes_to_remove: list[str] | None = None,
+               requeue_jobs: bool = False) -> str:
         """POST /v1/clusters/{ident}/actions/resize; returns the cluster uuid."""
         body: JSON = {"node_count": node_count}
         if nodes_to_remove:
             body["nodes_to_remove"] = list(nodes_to_remove)
+        if requeue_jobs:
+            body["requeue_jobs"] = True
         answer = self._json("POST", f"/v1/clusters/{_path(ident)}/actions/resize", json=body)
         return str(answer.get("uuid", ident)) if isinstance(answer, dict) else ident
 

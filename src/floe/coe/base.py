@@ -59,6 +59,7 @@ class DriverContext(Protocol):
 
     step: str
     provider: InfraProvider
+    params: dict  # the operation's parameters (e.g. a resize's)
 
     def session(self) -> AbstractContextManager[Session]: ...
     def read(self) -> AbstractContextManager[Session]: ...

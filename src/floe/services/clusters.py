@@ -69,6 +69,21 @@ MAX_CREATE_TIMEOUT = 30 * 24 * 60
 MAX_NODES = 1 << 16
 
 
+def check_master_count(coe: str, count: int) -> None:
+    """Swarm managers keep a raft quorum (an odd count); Slurm has a controller and one backup."""
+    if coe == "slurm":
+        if count > 2:
+            raise InvalidInput(
+                f"Invalid value for 'master_count': {count}: a Slurm cluster has a controller and at most "
+                "one backup (master_count 1 or 2)"
+            )
+    elif count % 2 == 0:
+        raise InvalidInput(
+            f"Invalid value for 'master_count': master_count {count} is even: use an odd number (1, 3, 5…) "
+            "so the Swarm managers keep a quorum"
+        )
+
+
 class ClusterSpec(MagnumSpec):
     """A cluster-create request with Magnum's field names; unknown fields are refused."""
 
@@ -93,14 +108,6 @@ class ClusterSpec(MagnumSpec):
     def _labels(cls, v: dict[str, LabelValue] | None) -> dict[str, LabelValue] | None:
         return check_labels(v)
 
-    @field_validator("master_count")
-    @classmethod
-    def _odd_masters(cls, v: int) -> int:
-        if v % 2 == 0:
-            raise ValueError(
-                f"master_count {v} is even: use an odd number (1, 3, 5…) so the Swarm managers keep a quorum"
-            )
-        return v
 
 
 @dataclass(frozen=True)
@@ -286,6 +293,7 @@ def create_cluster(runtime: Runtime, caller: Caller, spec: ClusterSpec) -> Clust
         except NotFound as exc:
             # 404 would say the URL is wrong; the request body is (Magnum answers 400 too).
             raise InvalidInput(exc.detail) from None
+        check_master_count(ct.coe, spec.master_count)
         # Both flavors must be in the catalog (400 in Magnum's words otherwise), the template's too.
         check_flavor(session, spec.flavor_id or ct.flavor_id, caller)
         check_flavor(session, spec.master_flavor_id or ct.master_flavor_id, caller)
@@ -469,11 +477,13 @@ def resize_cluster(
     node_count: int,
     nodes_to_remove: list[str] | None = None,
     nodegroup: str | None = None,
+    requeue_jobs: bool = False,
 ) -> Cluster:
     """Queue a resize to `node_count` workers, removing the named workers first.
 
     `nodes_to_remove` holds node names or uuids; each must be a worker of this
-    cluster. The operation's params carry them as node uuids.
+    cluster. The operation's params carry them as node uuids. `requeue_jobs`: a Slurm cluster
+    requeues the jobs running on the nodes that go rather than waiting for them.
     """
     node_count = _node_count(node_count)
     if nodegroup == MASTER_NODEGROUP:
@@ -509,7 +519,10 @@ def resize_cluster(
                     f"to {node_count} removes {max(cluster.node_count - node_count, 0)}"
                 )
         _enforce_growth(session, runtime, cluster, node_count)
-        start_operation(session, cluster, "update", {"node_count": node_count, "nodes_to_remove": remove})
+        params: dict = {"node_count": node_count, "nodes_to_remove": remove}
+        if requeue_jobs:
+            params["requeue"] = True
+        start_operation(session, cluster, "update", params)
     runtime.wake_engine("operation")
     return cluster
 

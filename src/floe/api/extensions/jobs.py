@@ -28,7 +28,8 @@ class JobSubmit(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     command: list[str] = Field(min_length=1, max_length=svc.MAX_ARGS, description="The program and its arguments.")
-    nodes: int = Field(default=1, strict=True, ge=1, le=100_000, description="Compute nodes; the command runs once on each.")
+    nodes: int = Field(default=1, strict=True, ge=1, le=100_000,
+                       description="Compute nodes; the command runs once on each.")
     image: str | None = Field(default=None, max_length=svc.MAX_IMAGE,
                               description="Run the command in this image (the node's dockerd).")
     shares: list[str] = Field(default_factory=list, max_length=svc.MAX_SHARES,

@@ -93,7 +93,7 @@ def update_cluster(
 def resize_cluster(runtime: RuntimeDep, caller: CallerDep, ident: str, body: ResizeRequest) -> UUIDResponse:
     """Resize the workers, optionally naming which ones go."""
     cluster = clusters.resize_cluster(
-        runtime, caller, ident, body.node_count, body.nodes_to_remove, body.nodegroup
+        runtime, caller, ident, body.node_count, body.nodes_to_remove, body.nodegroup, body.requeue_jobs
     )
     return UUIDResponse(uuid=cluster.uuid)
 

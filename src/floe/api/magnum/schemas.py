@@ -58,6 +58,9 @@ class ResizeRequest(BaseModel):
     # (WSME) reads null as "not given", so floe does too. node_count stays mandatory, as there.
     nodes_to_remove: list[str] | None = None
     nodegroup: str | None = Field(default=None, max_length=255)
+    # floe's own (Magnum has none): a Slurm cluster requeues the jobs of the nodes that go
+    # instead of waiting for them to finish.
+    requeue_jobs: bool = False
 
     @field_validator("nodes_to_remove", mode="after")
     @classmethod

@@ -204,7 +204,7 @@ class SlurmDriver(COEDriver):
         if names:
             slurm.run("scontrol", "update", f"NodeName={','.join(names)}", "State=DRAIN",
                       f"Reason={DRAIN_REASON} removing the node", check=False)
-            requeue = bool((getattr(ctx, "params", None) or {}).get("requeue"))
+            requeue = bool(ctx.params.get("requeue"))
             last = 0.0
             while jobs := slurm.jobs_on(names):
                 if requeue:
@@ -224,7 +224,10 @@ class SlurmDriver(COEDriver):
 
     # --- health ----------------------------------------------------------------------------
     def health(self, provider: InfraProvider, cluster_tag: str, nodes: list[NodeRef]) -> ClusterHealth:
-        p = _provider(provider)
+        if not isinstance(provider, ProviderWithNodeProcesses):
+            reason = f"the {provider.name} provider runs no Slurm daemons"
+            return ClusterHealth(False, [NodeHealth(n.name, False, reason) for n in nodes], reason)
+        p = provider
         reports: dict[str, NodeHealth] = {}
         running = {}
         for n in nodes:
