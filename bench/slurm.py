@@ -14,8 +14,10 @@ each of the others once slurmctld answers, until `sinfo` shows every node idle. 
 `bare+docker` (a dockerd per node as well, started with the node, as create_cluster.py's lower
 bound does; done when every dockerd answers and every node is idle).
 
-On each cluster, the latency of `srun -N <nodes> true` and `srun -N 1 true` from the host
-(--sruns runs each after one warm-up; median and p90).
+On each cluster, the latency of `srun -N <nodes> true` and `srun -N 1 true` from the host, each
+run started on an idle cluster, and of `srun -N <nodes> true` run back to back (a run that finds
+the previous job's nodes still completing waits for the scheduler: Slurm's job turnaround).
+--sruns runs of each after one warm-up; median and p90 over every repeat.
 
     sudo .venv/bin/python bench/slurm.py [--nodes 16] [--repeat 3] [--sruns 20] [--json FILE] [--keep]
 
@@ -361,11 +363,26 @@ def floe_leftovers(home: Path, tag: str) -> dict[str, list[str]]:
 
 
 # --- srun ---------------------------------------------------------------------------------------
-def srun_latency(conf: Path, nodes: int, runs: int) -> list[float]:
-    """Seconds per `srun -N nodes true` from the host, `runs` times after one warm-up."""
+def wait_idle(conf: Path, timeout: float = 60) -> None:
+    """Until sinfo shows every node idle (the previous job's nodes done completing)."""
+    end = time.monotonic() + timeout
+    while not all(v == "idle" for v in sinfo_states(conf).values()):
+        if time.monotonic() > end:
+            raise TimeoutError(f"nodes not idle after {timeout:.0f}s: {sinfo_states(conf)}")
+        time.sleep(0.02)
+
+
+def srun_latency(conf: Path, nodes: int, runs: int, settle: bool = True) -> list[float]:
+    """Seconds per `srun -N nodes true` from the host, `runs` times after one warm-up.
+
+    With `settle`, each run starts on an idle cluster (not timed: waiting for the previous job's
+    nodes to leave COMPLETING). Without, runs follow each other at once: a run that finds the
+    nodes still completing is queued until slurmctld's scheduler next runs, 1-3 s later."""
     env = {**os.environ, "SLURM_CONF": str(conf)}
     took = []
     for k in range(runs + 1):
+        if settle:
+            wait_idle(conf)
         t0 = time.monotonic()
         proc = subprocess.run([SRUN, "-N", str(nodes), "true"], env=env, capture_output=True, text=True, timeout=60)
         if proc.returncode != 0:
@@ -373,6 +390,11 @@ def srun_latency(conf: Path, nodes: int, runs: int) -> list[float]:
         if k:
             took.append(time.monotonic() - t0)
     return took
+
+
+def sruns(conf: Path, nodes: int, runs: int) -> dict[str, list[float]]:
+    return {"all": srun_latency(conf, nodes, runs), "one": srun_latency(conf, 1, runs),
+            "all_back_to_back": srun_latency(conf, nodes, runs, settle=False)}
 
 
 def p90(values: list[float]) -> float:
@@ -453,23 +475,21 @@ class Run:
     kind: str  # bare, bare+docker, floe
     create: float
     phases: dict
-    srun_all: list[float]
-    srun_one: list[float]
+    srun: dict[str, list[float]]  # all, one, all_back_to_back → seconds per run
     delete: float | None = None
     server_cpu: float | None = None
 
 
 def summarize(runs: list[Run]) -> dict:
-    all_ = [x for r in runs for x in r.srun_all]
-    one = [x for r in runs for x in r.srun_one]
     keys = runs[0].phases.keys()
     out = {
         "create_median": median(r.create for r in runs),
         "creates": [round(r.create, 3) for r in runs],
         "phases_median": {k: round(median(r.phases.get(k, 0.0) for r in runs), 3) for k in keys},
-        "srun_all_median": median(all_), "srun_all_p90": p90(all_),
-        "srun_one_median": median(one), "srun_one_p90": p90(one),
     }
+    for series in runs[0].srun:
+        values = [x for r in runs for x in r.srun[series]]
+        out[f"srun_{series}_median"], out[f"srun_{series}_p90"] = median(values), p90(values)
     if runs[0].delete is not None:
         out["delete_median"] = median(r.delete for r in runs if r.delete is not None)
         out["server_cpu_median"] = median(r.server_cpu for r in runs if r.server_cpu is not None)
@@ -494,6 +514,7 @@ def main() -> None:
     if any(n.startswith(f"{BARE_PREFIX}-") for n in _netns()) or f"{BARE_PREFIX}br" in _links():
         sys.exit(f"a bare cluster's objects ({BARE_PREFIX}-*) are on the host already: another run of this script?")
     Path("/tmp/h2").mkdir(exist_ok=True)
+    print(f"load average at the start: {os.getloadavg()[0]:.2f}", flush=True)
     home = Path(tempfile.mkdtemp(prefix="floe-bench-slurm-", dir="/tmp/h2"))
     server = Server(home, args.port, args.range)
     kinds = ["bare"] + ([] if args.no_docker_variant else ["bare+docker"]) + ["floe"]
@@ -517,8 +538,7 @@ def main() -> None:
                     c = floe_create(server, template, f"slurm{i}", args.nodes)
                     tags.add(c.tag)
                     conf = home / "nodes" / c.tag / ".cluster" / "slurm.conf"
-                    run = Run(kind, c.created, c.steps, srun_latency(conf, args.nodes, args.sruns),
-                              srun_latency(conf, 1, args.sruns), server_cpu=c.cpu)
+                    run = Run(kind, c.created, c.steps, sruns(conf, args.nodes, args.sruns), server_cpu=c.cpu)
                     if last:
                         kept.append(f"floe: SLURM_CONF={conf}  (FLOE_HOME={home} FLOE_URL={server.url}; "
                                     f"floe cluster delete slurm{i} --wait; kill {server.proc.pid}; "
@@ -529,8 +549,7 @@ def main() -> None:
                     bare = BareCluster(args.nodes, docker=kind == "bare+docker")
                     try:
                         took = bare.start()
-                        run = Run(kind, took, dict(bare.phases), srun_latency(bare.conf, args.nodes, args.sruns),
-                                  srun_latency(bare.conf, 1, args.sruns))
+                        run = Run(kind, took, dict(bare.phases), sruns(bare.conf, args.nodes, args.sruns))
                     except BaseException:
                         bare.stop()
                         raise
@@ -543,8 +562,9 @@ def main() -> None:
                             raise RuntimeError(f"the bare cluster left {left}")
                 runs[kind].append(run)
                 print(f"repeat {i + 1} {kind:>11}: create {run.create:6.2f} s   "
-                      f"srun -N {args.nodes} median {median(run.srun_all) * 1000:6.1f} ms   "
-                      f"srun -N 1 median {median(run.srun_one) * 1000:6.1f} ms   "
+                      f"srun -N {args.nodes} median {median(run.srun['all']) * 1000:6.1f} ms   "
+                      f"srun -N 1 median {median(run.srun['one']) * 1000:6.1f} ms   "
+                      f"back-to-back -N {args.nodes} p90 {p90(run.srun['all_back_to_back']) * 1000:6.0f} ms   "
                       + "  ".join(f"{k} {v:.2f}" for k, v in run.phases.items()), flush=True)
         ok = True
     finally:
@@ -558,15 +578,18 @@ def main() -> None:
             if left:
                 print(f"LEFT BEHIND by floe: {left}", file=sys.stderr)
                 sys.exit(1)
+    print(f"load average at the end: {os.getloadavg()[0]:.2f}")
     summary = {k: summarize(v) for k, v in runs.items() if v}
     print(f"\n{args.nodes} compute nodes + 1 controller, {args.repeat} repeats, {args.sruns} sruns each "
           "(medians; srun latencies over every run)")
-    print(f"| | create (s) | srun -N {args.nodes} true median / p90 (ms) | srun -N 1 true median / p90 (ms) |")
-    print("|---|---:|---:|---:|")
+    print(f"| | create (s) | srun -N {args.nodes} true, idle cluster: median / p90 (ms) | "
+          f"srun -N 1 true, idle: median / p90 (ms) | srun -N {args.nodes} back to back: median / p90 (ms) |")
+    print("|---|---:|---:|---:|---:|")
     for k, s in summary.items():
         print(f"| {k} | {s['create_median']:.2f} | "
               f"{s['srun_all_median'] * 1000:.0f} / {s['srun_all_p90'] * 1000:.0f} | "
-              f"{s['srun_one_median'] * 1000:.0f} / {s['srun_one_p90'] * 1000:.0f} |")
+              f"{s['srun_one_median'] * 1000:.0f} / {s['srun_one_p90'] * 1000:.0f} | "
+              f"{s['srun_all_back_to_back_median'] * 1000:.0f} / {s['srun_all_back_to_back_p90'] * 1000:.0f} |")
     for k, s in summary.items():
         print(f"{k} phases: " + "  ".join(f"{p} {v:.2f}" for p, v in s["phases_median"].items()))
     if "floe" in summary and "delete_median" in summary["floe"]:

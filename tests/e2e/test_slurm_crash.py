@@ -26,7 +26,8 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("srun") is None, reason="needs Debian's slurm-client (make install)"),
 ]
 
-SLURM_STEPS = ["slurm_munge", "slurm_probe", "slurm_config", "slurm_controller", "slurm_nodes", "slurm_ready"]
+SLURM_STEPS = ["slurm_munge", "slurm_probe", "slurm_config", "slurm_accounting", "slurm_controller", "slurm_nodes",
+               "slurm_ready", "slurm_accounts"]
 CREATE_STEPS = ["plan", "registry", "network", "nodes", *SLURM_STEPS, "finish"]
 # (step, new worker count): grows and shrinks so every step meets real work.
 UPDATE_STEPS = [("plan", 2), ("nodes", 3), ("slurm_munge", 2), ("slurm_probe", 3), ("slurm_config", 4),

@@ -218,8 +218,8 @@ class ProviderWithNodeProcesses(abc.ABC):
     """
 
     @abc.abstractmethod
-    def cluster_files_dir(self, cluster_tag: str) -> Path:
-        """The cluster's shared files directory (created if missing); it goes with the cluster."""
+    def cluster_files_dir(self, cluster_tag: str, create: bool = True) -> Path:
+        """The cluster's shared files directory (made if missing and `create`); it goes with the cluster."""
 
     @abc.abstractmethod
     def node_run(self, cluster_tag: str, name: str, argv: list[str], timeout: float = 60.0,

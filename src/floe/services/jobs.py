@@ -146,7 +146,7 @@ def _slurm_of(runtime: Runtime, cluster: Cluster) -> _Target:
     if not isinstance(provider, ProviderWithNodeProcesses):
         which = f"The {provider.name} provider" if provider is not None else "This server has no provider that"
         raise Conflict(f"{which} runs no Slurm daemons: cluster {cluster.name} cannot run jobs.")
-    files = provider.cluster_files_dir(cluster.host_tag)
+    files = provider.cluster_files_dir(cluster.host_tag, create=False)
     return _Target(cluster.id, cluster.name, files, SlurmTools(files / "slurm.conf"))
 
 

@@ -21,7 +21,7 @@ def slurm_client_config(runtime: Runtime, caller: Caller, ident: str) -> dict[st
     provider = runtime.provider
     if not isinstance(provider, ProviderWithNodeProcesses):
         raise Conflict("this floe server's infra provider runs no Slurm daemons")
-    conf = provider.cluster_files_dir(tag) / "slurm.conf"
+    conf = provider.cluster_files_dir(tag, create=False) / "slurm.conf"
     try:
         text = conf.read_text()
     except FileNotFoundError:

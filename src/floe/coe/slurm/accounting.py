@@ -23,13 +23,17 @@ import socket
 import time
 from pathlib import Path
 
+from floe.coe.slurm import config
 from floe.coe.slurm.client import SlurmTools
 from floe.errors import TemporaryError
+from floe.host import commands
 from floe.providers.base import ProviderError, ProviderWithNodeProcesses
 
 MARIADBD = "mariadbd"
+# A floe user name that can be a Slurm (Unix) user name; others are left out of the account.
+USER_NAME = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
 SLURMDBD = "slurmdbd"
-DBD_PORT = 6819
+DBD_PORT = config.DBD_PORT
 DATADIR = "mysql"  # under the cluster's files directory
 MYSQL_RUN = "/run/mysqld"  # the controller node's own /run
 MYSQL_SOCKET = f"{MYSQL_RUN}/mysqld.sock"  # libmariadb's default: slurmdbd's StorageHost=localhost finds it
@@ -58,8 +62,9 @@ def mariadbd_argv(files: Path) -> list[str]:
         "mariadbd", "--no-defaults", "--user=root", f"--datadir={files / DATADIR}",
         f"--socket={MYSQL_SOCKET}", f"--pid-file={MYSQL_RUN}/mysqld.pid", f"--tmpdir={MYSQL_RUN}",
         "--skip-networking", "--skip-name-resolve",
-        # Slurm's recommended settings (slurmdbd warns below them), sized for a small node.
-        "--innodb-buffer-pool-size=256M", "--innodb-log-file-size=64M", "--innodb-lock-wait-timeout=900",
+        # Slurm's recommended lock timeout and log size; the pool stays at the default (slurmdbd
+        # logs "not recommended values: innodb_buffer_pool_size" for any size a small node can give).
+        "--innodb-buffer-pool-size=128M", "--innodb-log-file-size=64M", "--innodb-lock-wait-timeout=900",
     ]
 
 
@@ -67,7 +72,7 @@ def dbd_conf(cluster_files: Path, controller_name: str, controller_address: str,
     return "\n".join([
         "# Written by floe; the password is the cluster's own (generated).",
         "AuthType=auth/munge",
-        f"AuthInfo=socket={cluster_files}/munge/munge.socket.2",
+        f"AuthInfo=socket={cluster_files}/{config.MUNGE_SOCKET}",
         f"DbdHost={controller_name}",
         f"DbdAddr={controller_address}",
         f"DbdPort={DBD_PORT}",
@@ -163,12 +168,10 @@ def start_accounting(provider: ProviderWithNodeProcesses, tag: str, controller_n
     password = _password(conf)
     text = dbd_conf(files, controller_name, controller_address, password)
     if not conf.exists() or conf.read_text() != text:
-        from floe.host import commands
-
         commands.write_file(conf, text, mode=0o600)
+        # A slurmdbd started from an older file (another address) reads the new one on restart.
+        provider.stop_node_daemon(tag, node, SLURMDBD)
     sql = files / "accounting.sql"
-    from floe.host import commands
-
     commands.write_file(sql, (
         f"CREATE DATABASE IF NOT EXISTS {DATABASE};\n"
         f"CREATE USER IF NOT EXISTS '{DB_USER}'@'localhost' IDENTIFIED BY '{password}';\n"

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 CTLD_PORT = 6817
 SLURMD_PORT = 6818
+DBD_PORT = 6819  # slurmdbd (accounting), on the primary controller node
 # Where srun (on the host) listens for its tasks' I/O: the nodes may reach the host there only.
 SRUN_PORTS = (60001, 60999)
 MUNGE_SOCKET = "munge/munge.socket.2"
@@ -19,6 +20,8 @@ MUNGE_SOCKET = "munge/munge.socket.2"
 SLURMD_PIDFILE = "/run/slurmd.pid"
 CTLD_PIDFILE = "/run/slurmctld.pid"
 SLURMD_SPOOL = "/run/slurmd"
+# The task prolog runs as the job's user, who cannot read floe's home: each node has a copy.
+TASK_PROLOG_PATH = "/run/floe-task-prolog"
 
 
 @dataclass(frozen=True)
@@ -81,7 +84,7 @@ def render(c: SlurmCluster) -> str:
         f"SlurmdLogFile={c.files}/log/slurmd-%n.log",
         "ProctrackType=proctrack/linuxproc",
         "TaskPlugin=task/none",
-        f"TaskProlog={c.files}/task-prolog",
+        f"TaskProlog={TASK_PROLOG_PATH}",
         "ReturnToService=2",
         "SchedulerType=sched/backfill",
         # Batch jobs are scheduled when submitted (Slurm's default waits 3 s to batch them up).
@@ -109,6 +112,10 @@ def render(c: SlurmCluster) -> str:
             "JobAcctGatherFrequency=30",
             "AccountingStorageType=accounting_storage/slurmdbd",
             f"AccountingStorageHost={c.accounting}",
+            f"AccountingStoragePort={DBD_PORT}",
+            # Slurm's clients and slurmctld sign what they send slurmdbd with the munge socket
+            # named here, not AuthInfo's (without it they look for /run/munge and fail).
+            f"AccountingStoragePass={c.files}/{MUNGE_SOCKET}",
             "AccountingStorageEnforce=associations",
             "PriorityType=priority/multifactor",
             "PriorityWeightFairshare=100000",

@@ -562,9 +562,10 @@ class LocalProvider(
 
     # -- programs in nodes and cluster daemons (ProviderWithNodeProcesses; see daemons.py) -------
 
-    def cluster_files_dir(self, cluster_tag: str) -> Path:
+    def cluster_files_dir(self, cluster_tag: str, create: bool = True) -> Path:
         directory = self.nodes_dir / naming.check_tag(cluster_tag) / CLUSTER_FILES_DIR
-        directory.mkdir(parents=True, exist_ok=True, mode=0o755)
+        if create:
+            directory.mkdir(parents=True, exist_ok=True, mode=0o755)
         return directory
 
     def _running_node(self, tag: str, name: str) -> tuple[node.NodePaths, int]:
