@@ -118,6 +118,8 @@ def _bodies(w: dict[str, Any], csr: str) -> dict[tuple[str, str], Any]:
         ("POST", "/v1/floe/networks"): {"name": "beta-net"},
         ("DELETE", "/v1/floe/networks/{ident}"): None,
         ("POST", "/v1/floe/clusters/{ident}/networks"): {"network": w["network"]},
+        ("POST", "/v1/floe/clusters/{ident}/jobs"): {"nodes": 1, "command": ["hostname"]},
+        ("DELETE", "/v1/floe/clusters/{ident}/jobs/{job}"): None,
         ("POST", "/v1/quotas"): {"project_id": w["alpha"], "resource": "Cluster", "hard_limit": 100},
         ("PATCH", "/v1/quotas/{project_id}/{resource}"): {"project_id": w["alpha"], "resource": "Cluster",
                                                           "hard_limit": 100},
@@ -166,7 +168,7 @@ def _fill(path: str, w: dict[str, Any]) -> str:
         "{project_id}": w["alpha"],
         "{resource}": "Cluster", "{rule_id}": w["rule"], "{location_id}": w["location"], "{key}": "k",
         "{user_id}": w["alice"], "{role_id}": w["member_role"], "{cred_id}": w["cred"], "{domain_id}": "default",
-        "{flavor_id}": "m1.tiny",
+        "{flavor_id}": "m1.tiny", "{job}": "1",
     }
     if path.startswith("/v1/floe/shares/"):
         values["{ident}"] = w["share"]
