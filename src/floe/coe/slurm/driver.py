@@ -259,6 +259,14 @@ class SlurmDriver(COEDriver):
         for n in nodes:
             if n.role == "worker":
                 provider.stop_node_daemon(cluster.tag, n.name, SLURMD)
+        # What a removed node had is forgotten: a node added later under its name (another
+        # flavor, say) is probed again.
+        with ctx.session() as s:
+            c = ctx.cluster(s)
+            state = dict(c.coe_state or {})
+            hardware = {k: v for k, v in (state.get("hardware") or {}).items() if k not in set(names)}
+            if hardware != (state.get("hardware") or {}):
+                c.coe_state = {**state, "hardware": hardware}
 
     # --- health ----------------------------------------------------------------------------
     def health(self, provider: InfraProvider, cluster_tag: str, nodes: list[NodeRef]) -> ClusterHealth:
