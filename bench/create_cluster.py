@@ -178,11 +178,13 @@ def bare_parallel(count: int, size: int) -> ParallelRun:
 
 # --- floe --------------------------------------------------------------------------------------
 class Server:
-    def __init__(self, home: Path):
+    """A `floe server` on `home`, port and address range; `cpu_group` counts its CPU in a cgroup."""
+
+    def __init__(self, home: Path, port: int = 9599, address_range: str = "10.192.0.0/12", cpu_group: bool = True):
         self.home = home
-        self.url = "http://127.0.0.1:9599"
-        self.env = {**os.environ, "FLOE_HOME": str(home), "FLOE_PORT": "9599", "FLOE_URL": self.url,
-                    "FLOE_ADDRESS_RANGE": "10.192.0.0/12"}
+        self.url = f"http://127.0.0.1:{port}"
+        self.env = {**os.environ, "FLOE_HOME": str(home), "FLOE_PORT": str(port), "FLOE_URL": self.url,
+                    "FLOE_ADDRESS_RANGE": address_range}
         self.proc = subprocess.Popen([FLOE, "server"], env=self.env, stdout=open(home / "server.log", "wb"),
                                      stderr=subprocess.STDOUT)
         for _ in range(300):
@@ -190,10 +192,12 @@ class Server:
                 httpx.get(self.url + "/", timeout=1)
                 break
             except httpx.HTTPError:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"floe server exited: see {home / 'server.log'}") from None
                 time.sleep(0.1)
         # floe's server and what it runs itself (iptables, pyroute2's helpers, the registry);
         # the nodes' daemons go to their own cgroups (node_cpu).
-        self.cpu = CpuGroup.make("floe-server")
+        self.cpu = CpuGroup.make("floe-server") if cpu_group else None
         if self.cpu is not None:
             self.cpu.add(self.proc.pid)
         token = (home / "admin-token").read_text().strip()

@@ -48,11 +48,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from statistics import median
 
-import httpx
+from floe.coe.slurm import config
 
 sys.path.insert(0, str(Path(__file__).parent))
-from create_cluster import FLOE, STEP_DONE, server_cpu  # noqa: E402 - a sibling script
-from create_cluster import Server as _Server  # noqa: E402
+from create_cluster import STEP_DONE, Server, server_cpu  # noqa: E402 - a sibling script
 
 SRUN = shutil.which("srun") or "/usr/bin/srun"
 SINFO = shutil.which("sinfo") or "/usr/bin/sinfo"
@@ -68,51 +67,15 @@ def _sh(*args: str) -> None:
 
 # --- the bare cluster ---------------------------------------------------------------------------
 def bare_conf(root: Path, names: list[str], addrs: list[str]) -> str:
-    """slurm.conf for the bare cluster: the settings floe's affect timing with, nothing more."""
-    ctl, ctl_addr = names[0], addrs[0]
-    lines = [
-        f"ClusterName=bare_{os.getpid()}",
-        f"SlurmctldHost={ctl}({ctl_addr})",
-        "SlurmctldPort=6817",
-        "SlurmdPort=6818",
-        "SrunPortRange=60001-60999",
-        "AuthType=auth/munge",
-        f"AuthInfo=socket={root}/munge/munge.socket.2",
-        "CredType=cred/munge",
-        "SlurmUser=root",
-        "SlurmdUser=root",
-        f"StateSaveLocation={root}/state",
-        "SlurmdSpoolDir=/run/slurmd",  # the node's own /run (a tmpfs of its mount namespace)
-        "SlurmctldPidFile=/run/slurmctld.pid",
-        "SlurmdPidFile=/run/slurmd.pid",
-        f"SlurmdLogFile={root}/log/slurmd-%n.log",
-        f"SlurmctldLogFile={root}/log/slurmctld.log",
-        "ProctrackType=proctrack/linuxproc",
-        "TaskPlugin=task/none",
-        "ReturnToService=2",
-        "SchedulerType=sched/backfill",
-        "SelectType=select/cons_tres",
-        "SelectTypeParameters=CR_CPU",
-        "MpiDefault=none",
-        "TreeWidth=65533",  # as floe: slurmctld talks to every slurmd itself
-        "SlurmctldTimeout=10",
-        "SlurmdTimeout=30",
-        "MessageTimeout=10",
-        "InactiveLimit=0",
-        "KillWait=10",
-        "Waittime=0",
-        "MinJobAge=3600",
-        "JobCompType=jobcomp/none",
-        "MailProg=/bin/true",
-        "AccountingStorageType=accounting_storage/none",
-        "JobAcctGatherType=jobacct_gather/none",
-        "",
-    ]
-    # What floe's m1.tiny says (1 vCPU, 512 MiB), so both schedule the same.
-    lines += [f"NodeName={n} NodeAddr={a} NodeHostname={n} CPUs=1 RealMemory=512 State=UNKNOWN"
-              for n, a in zip(names[1:], addrs[1:], strict=True)]
-    lines.append(f"PartitionName=batch Nodes={','.join(names[1:])} Default=YES MaxTime=INFINITE State=UP")
-    return "\n".join(lines) + "\n"
+    """slurm.conf for the bare cluster: floe's own (config.render), without the task prolog floe
+    adds, on nodes declared as floe's m1.tiny (1 vCPU, 512 MiB), so both schedule the same."""
+    cluster = config.SlurmCluster(
+        name=f"bare_{os.getpid()}", files=str(root), controllers=[(names[0], addrs[0])],
+        nodes=[config.SlurmNode(n, a, 1, 512, "batch") for n, a in zip(names[1:], addrs[1:], strict=True)],
+    )
+    lines = config.render(cluster).splitlines()
+    return "\n".join(ln for ln in lines if not ln.startswith("TaskProlog=")) + \
+        f"\nSlurmctldLogFile={root}/log/slurmctld.log\n"
 
 
 def sinfo_states(conf: Path) -> dict[str, str]:
@@ -404,30 +367,6 @@ def p90(values: list[float]) -> float:
 
 
 # --- floe ---------------------------------------------------------------------------------------
-class Server(_Server):
-    """create_cluster.Server on a chosen home, port and address range."""
-
-    def __init__(self, home: Path, port: int, address_range: str):
-        self.home = home
-        self.url = f"http://127.0.0.1:{port}"
-        self.env = {**os.environ, "FLOE_HOME": str(home), "FLOE_PORT": str(port), "FLOE_URL": self.url,
-                    "FLOE_ADDRESS_RANGE": address_range,
-                    "FLOE_REGISTRY_PORT": os.environ.get("FLOE_REGISTRY_PORT", "5000")}
-        self.proc = subprocess.Popen([FLOE, "server"], env=self.env, stdout=open(home / "server.log", "wb"),
-                                     stderr=subprocess.STDOUT)
-        for _ in range(300):
-            try:
-                httpx.get(self.url + "/", timeout=1)
-                break
-            except httpx.HTTPError:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"floe server exited: see {home / 'server.log'}") from None
-                time.sleep(0.1)
-        self.cpu = None
-        token = (home / "admin-token").read_text().strip()
-        self.http = httpx.Client(base_url=self.url, headers={"X-Auth-Token": token}, timeout=60)
-
-
 @dataclass
 class FloeCluster:
     uuid: str
@@ -516,7 +455,7 @@ def main() -> None:
     Path("/tmp/h2").mkdir(exist_ok=True)
     print(f"load average at the start: {os.getloadavg()[0]:.2f}", flush=True)
     home = Path(tempfile.mkdtemp(prefix="floe-bench-slurm-", dir="/tmp/h2"))
-    server = Server(home, args.port, args.range)
+    server = Server(home, args.port, args.range, cpu_group=False)
     kinds = ["bare"] + ([] if args.no_docker_variant else ["bare+docker"]) + ["floe"]
     runs: dict[str, list[Run]] = {k: [] for k in kinds}
     kept: list[str] = []

@@ -8,8 +8,6 @@ from floe.runtime import Runtime
 from floe.services.clusters import find_cluster
 from floe.services.identity import Caller
 
-SETTLED = ("CREATE_COMPLETE", "UPDATE_COMPLETE", "UPDATE_FAILED", "UPDATE_IN_PROGRESS")
-
 
 def slurm_client_config(runtime: Runtime, caller: Caller, ident: str) -> dict[str, str]:
     """The cluster's slurm.conf (it names the munge socket of the cluster's munged on this host)."""

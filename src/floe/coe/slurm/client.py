@@ -10,7 +10,6 @@ from pathlib import Path
 from floe.errors import PermanentError, TemporaryError
 from floe.host import commands
 
-TOOLS = ("sinfo", "scontrol", "squeue", "sbatch", "scancel", "srun", "munged", "slurmd", "slurmctld")
 # Node states (sinfo %T, without its flag suffixes) of a node that can run jobs.
 USABLE = {"idle", "allocated", "mixed", "completing", "planned", "reserved"}
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 CTLD_PORT = 6817
 SLURMD_PORT = 6818
@@ -41,7 +41,6 @@ class SlurmCluster:
     nodes: list[SlurmNode]
     default_partition: str = "batch"
     accounting: str | None = None  # slurmdbd host address when accounting is on
-    extra: dict[str, str] = field(default_factory=dict)
 
 
 def cluster_name(name: str, uuid: str) -> str:
@@ -125,7 +124,6 @@ def render(c: SlurmCluster) -> str:
         ]
     else:
         lines += ["AccountingStorageType=accounting_storage/none", "JobAcctGatherType=jobacct_gather/none"]
-    lines += [f"{k}={v}" for k, v in sorted(c.extra.items())]
     lines.append("")
     for n in c.nodes:
         lines.append(
