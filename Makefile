@@ -4,8 +4,16 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := curl docker.io docker-registry busybox-static skopeo iproute2 iptables procps python3-venv postgresql e2fsprogs glusterfs-server \
-  $(SLURM_APT_PACKAGES)
+APT_PACKAGES = curl docker.io docker-registry busybox-static skopeo iproute2 iptables procps python3-venv postgresql e2fsprogs glusterfs-server \
+  $(SLURM_APT_PACKAGES) $(MONITORING_APT_PACKAGES) $(WEB_TEST_APT_PACKAGES) $(LOGS_APT_PACKAGES)
+# Every node's journal (dockerd's journald log driver, floe cluster logs --daemon journald):
+# systemd-journald runs in each node and journalctl reads it; systemd need not be pid 1.
+LOGS_APT_PACKAGES := systemd
+# The dashboard's browser tests (tests/web) and screenshots drive Debian's headless Chromium with Selenium.
+WEB_TEST_APT_PACKAGES := chromium chromium-driver
+# floe's monitoring stack (floe monitoring up, FLOE_MONITORING=1): Prometheus (with promtool) and
+# Alertmanager (with amtool), run as host daemons of a FLOE_HOME.
+MONITORING_APT_PACKAGES := prometheus prometheus-alertmanager
 # Slurm clusters (coe: slurm): the daemons floe runs in nodes, the stock clients on the host, munge,
 # slurmdbd with MariaDB for accounting, OpenMPI (mpicc builds the tests' MPI program) and PMIx.
 SLURM_APT_PACKAGES := slurmctld slurmd slurm-client munge slurmdbd mariadb-server openmpi-bin libopenmpi-dev libpmix2

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -132,6 +133,13 @@ class QuotaDefaults:
         return cls(**values)
 
 
+def _port_var(env, var: str) -> int:
+    text = env[var].strip()
+    if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise ValueError(f"{var} {text[:40]!r} is not a TCP port (1 to 65535)")
+    return int(text)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the server needs to know about where it keeps state and what it may use."""
@@ -171,6 +179,16 @@ class Settings:
     client_cert_days: int = 30
     # Per-project quota defaults, read from the environment whichever way Settings is made.
     quotas: QuotaDefaults = field(default_factory=QuotaDefaults.from_env)
+    # floe's Prometheus and Alertmanager (`floe monitoring up`; FLOE_MONITORING=1 starts them with
+    # the server): loopback ports, how long Prometheus keeps samples (its --storage.tsdb.retention.time)
+    # and how often it scrapes (alerts wait a few scrapes before they fire).
+    monitoring: bool = False
+    prometheus_port: int = 9090
+    alertmanager_port: int = 9093
+    prometheus_retention: str = "15d"
+    scrape_interval: int = 15
+    # Events older than this many days are deleted (hourly).
+    event_retention_days: int = 30
 
     @property
     def db_url(self) -> str:
@@ -235,6 +253,18 @@ class Settings:
             values["nvidia_smi"] = env["FLOE_NVIDIA_SMI"].strip()
         if env.get("FLOE_GPU_DEVICE_DIR"):
             values["gpu_device_dir"] = env["FLOE_GPU_DEVICE_DIR"].strip()
+        if env.get("FLOE_MONITORING"):
+            values["monitoring"] = env["FLOE_MONITORING"].strip().lower() in ("1", "true", "yes", "on")
+        if env.get("FLOE_PROMETHEUS_PORT"):
+            values["prometheus_port"] = _port_var(env, "FLOE_PROMETHEUS_PORT")
+        if env.get("FLOE_ALERTMANAGER_PORT"):
+            values["alertmanager_port"] = _port_var(env, "FLOE_ALERTMANAGER_PORT")
+        if env.get("FLOE_PROMETHEUS_RETENTION"):
+            values["prometheus_retention"] = env["FLOE_PROMETHEUS_RETENTION"].strip()
+        if env.get("FLOE_SCRAPE_INTERVAL"):
+            values["scrape_interval"] = int(env["FLOE_SCRAPE_INTERVAL"])
+        if env.get("FLOE_EVENT_RETENTION_DAYS"):
+            values["event_retention_days"] = int(env["FLOE_EVENT_RETENTION_DAYS"])
         if env.get("FLOE_SHARE_TYPES"):
             values["share_types"] = tuple(n.strip() for n in env["FLOE_SHARE_TYPES"].split(",") if n.strip())
         values.update(overrides)
@@ -258,6 +288,19 @@ class Settings:
             raise ValueError(f"FLOE_PROVIDER {settings.provider!r} is unknown: use one of {', '.join(PROVIDERS)}")
         if not 1 <= settings.client_cert_days <= 3650:
             raise ValueError(f"FLOE_CLIENT_CERT_DAYS {settings.client_cert_days} must be from 1 to 3650")
+        for var, port in (("FLOE_PROMETHEUS_PORT", settings.prometheus_port),
+                          ("FLOE_ALERTMANAGER_PORT", settings.alertmanager_port)):
+            if not 1 <= port <= 65535:
+                raise ValueError(f"{var} {port} is not a TCP port (1 to 65535)")
+        if settings.prometheus_port == settings.alertmanager_port:
+            raise ValueError("FLOE_PROMETHEUS_PORT and FLOE_ALERTMANAGER_PORT must differ")
+        if not re.fullmatch(r"([0-9]+(y|w|d|h|m|s|ms))+", settings.prometheus_retention):
+            raise ValueError(f"FLOE_PROMETHEUS_RETENTION {settings.prometheus_retention!r} is not a duration "
+                             "(e.g. 15d, 12h, 1w)")
+        if not 1 <= settings.event_retention_days <= 36500:
+            raise ValueError(f"FLOE_EVENT_RETENTION_DAYS {settings.event_retention_days} must be from 1 to 36500 days")
+        if not 1 <= settings.scrape_interval <= 3600:
+            raise ValueError(f"FLOE_SCRAPE_INTERVAL {settings.scrape_interval} must be from 1 to 3600 seconds")
         net = settings.network
         if net.prefixlen > 16:
             raise ValueError(f"FLOE_ADDRESS_RANGE {settings.address_range} is too small: use a /16 or larger")

@@ -108,9 +108,50 @@ def start_registry_realm(runtime: Runtime, *, ensure: bool = True):
     return realm
 
 
+def monitoring_stack(settings: Settings | None = None):
+    """floe's Prometheus and Alertmanager for these settings (`floe monitoring`, FLOE_MONITORING=1)."""
+    from floe.monitoring.stack import MonitoringStack
+
+    return MonitoringStack(settings or Settings.from_env())
+
+
+def start_monitoring(settings: Settings):
+    """With FLOE_MONITORING=1: bring the monitoring stack up in the background (the API does not
+    wait for it; a failure is logged, the server serves on). Returns (stack, thread)."""
+    import threading
+
+    stack = monitoring_stack(settings)
+
+    def up() -> None:
+        try:
+            for daemon in stack.up():
+                log.info("monitoring: %s at %s (pid %s)", daemon.name, daemon.url, daemon.pid)
+        except Exception:  # noqa: BLE001 - monitoring must not take the API down
+            log.exception("could not start the monitoring stack (FLOE_MONITORING=1)")
+
+    thread = threading.Thread(target=up, name="monitoring-up", daemon=True)
+    thread.start()
+    return stack, thread
+
+
+# Open streams (events, followed logs) never end by themselves: a shutdown waits this long for
+# them, then closes them.
+SHUTDOWN_GRACE_SECONDS = 3
+
+
+def exit_cleanly_on_sigterm() -> None:
+    """uvicorn re-raises SIGTERM once it has shut down; its default action would end the process
+    before `serve`'s `finally` runs (the engine, the health round and the monitoring stack stop
+    there). As SystemExit(0) it unwinds through it."""
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
+
+
 def serve(settings: Settings | None = None) -> None:
     import uvicorn
 
+    from floe import web
     from floe.api.app import create_app
     from floe.engine import share_work
     from floe.monitoring.health import HealthMonitor
@@ -144,11 +185,23 @@ def serve(settings: Settings | None = None) -> None:
     share_work.register(engine.runner, runtime)
     health = HealthMonitor(runtime, engine.drivers)
     engine.every(settings.health_interval, "health round", health.check_all)
+    from floe.services import events
+
+    engine.every(3600, "events prune", lambda: events.prune(runtime.db, settings.event_retention_days))
     engine.start()
     start_registry_realm(runtime)
+    monitoring = start_monitoring(settings) if settings.monitoring else None
+    exit_cleanly_on_sigterm()
     try:
-        uvicorn.run(create_app(runtime), host=settings.host, port=settings.port, log_level="info")
+        app = create_app(runtime)
+        web.install(app)  # the dashboard at /dashboard/ (a browser's GET / goes there)
+        uvicorn.run(app, host=settings.host, port=settings.port, log_level="info",
+                    timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS)
     finally:
         engine.stop(wait=False)
         health.stop()
+        if monitoring is not None:  # the stack started with the server stops with it
+            stack, starting = monitoring
+            starting.join(timeout=60)
+            stack.down()
         runtime.db.dispose()

@@ -177,6 +177,8 @@ def _fill(path: str, w: dict[str, Any]) -> str:
     for name, value in values.items():
         path = path.replace(name, value)
     assert "{" not in path, path
+    if path == "/v1/floe/events":  # a stream: of alpha's cluster (refused), not one that never ends
+        path += f"?cluster={w['cluster']}"
     return path
 
 

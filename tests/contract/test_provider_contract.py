@@ -216,3 +216,63 @@ def test_programs_in_nodes_and_cluster_daemons(provider, tag, ca, registry) -> N
     assert provider.cluster_daemon_running(tag, "helper")
     provider.purge_cluster(tag)
     assert not provider.cluster_daemon_running(tag, "helper")
+
+
+def test_node_stats_measure_a_running_node(provider, tag, ca, registry) -> None:
+    """ProviderWithNodeStats: a running node's reading holds its flavor's limits and grows its
+    counters; a node that does not run has none. ProviderWithDaemonMetrics: its dockerd's own."""
+    from dataclasses import replace
+
+    from floe.providers.base import NodeStats, ProviderWithDaemonMetrics, ProviderWithNodeStats
+
+    if not isinstance(provider, ProviderWithNodeStats):
+        pytest.skip(f"the {provider.name} provider does not measure its nodes")
+    provider.ensure_network(_network(tag))
+    spec = replace(_spec(tag, "contract-node-5", 5, ca, registry), cpus=1.0, memory_mb=384)
+    provider.start_node(spec)
+    first = provider.node_stats(tag, spec.name)
+    assert isinstance(first, NodeStats)
+    assert first.memory_limit_bytes == 384 << 20 and first.cpu_limit_cores == 1.0
+    assert 0 < first.memory_bytes <= first.memory_limit_bytes
+    assert 0 < first.disk_used_bytes <= first.disk_size_bytes
+    assert "eth0" in {i.name for i in first.interfaces}
+    time.sleep(0.5)
+    second = provider.node_stats(tag, spec.name)
+    assert second is not None and second.time > first.time
+    assert second.cpu_seconds >= first.cpu_seconds > 0
+    if isinstance(provider, ProviderWithDaemonMetrics):
+        assert b"engine_daemon_" in (provider.daemon_metrics(tag, spec.name) or b"")
+    provider.stop_node(tag, spec.name)
+    assert provider.node_stats(tag, spec.name) is None
+    assert provider.node_stats(tag, "no-such-node") is None
+    if isinstance(provider, ProviderWithDaemonMetrics):
+        assert provider.daemon_metrics(tag, spec.name) is None
+
+
+def test_node_logs_name_dockerd_and_the_nodes_journal(provider, tag, ca, registry) -> None:
+    """ProviderWithNodeLogs: a running node's dockerd log, dockerd's first; where the provider gives
+    nodes a journal, what a program in the node sends to journald is in it; a node gone has none."""
+    import subprocess
+
+    from floe.providers.base import ProviderWithNodeLogs, ProviderWithNodeProcesses
+
+    if not isinstance(provider, ProviderWithNodeLogs):
+        pytest.skip(f"the {provider.name} provider keeps no node logs")
+    provider.ensure_network(_network(tag))
+    spec = _spec(tag, "contract-node-6", 6, ca, registry)
+    provider.start_node(spec)
+    logs = provider.node_logs(tag, spec.name)
+    assert logs[0].daemon == "dockerd" and not logs[0].journal
+    assert "API listen on" in logs[0].path.read_text()
+    journals = [log for log in logs if log.journal]
+    if journals and isinstance(provider, ProviderWithNodeProcesses):
+        (journal,) = journals
+        provider.node_run(tag, spec.name, ["/bin/sh", "-c", "echo contract-hello | systemd-cat -t floe-contract"])
+        end, found = time.monotonic() + 10, ""
+        while "contract-hello" not in found and time.monotonic() < end:
+            found = subprocess.run(["journalctl", "-D", str(journal.path), "--no-pager", "-q", "-t", "floe-contract"],
+                                   capture_output=True, text=True, timeout=30).stdout
+            time.sleep(0.1)
+        assert f"{spec.name} floe-contract" in found and "contract-hello" in found, found
+    provider.stop_node(tag, spec.name)
+    assert provider.node_logs(tag, spec.name) == []

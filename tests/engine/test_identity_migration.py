@@ -146,3 +146,36 @@ def test_migration_0009_jobs_matches_the_model_goes_down_and_up_and_goes_with_it
         assert "jobs" in inspect(db.engine).get_table_names()
     finally:
         db.dispose()
+
+
+def test_migration_0010_events_matches_the_model_goes_down_and_up(tmp_path: Path, database_url: str) -> None:
+    """0010 adds the events table as the model has it (no foreign keys: events outlive clusters)."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+    from sqlalchemy import inspect
+
+    from floe.db.base import Base
+
+    db = Database(database_url or f"sqlite:///{tmp_path / 'floe.db'}")
+    try:
+        _upgrade(db, "0009")
+        assert "events" not in inspect(db.engine).get_table_names()
+        db.migrate()
+        with db.engine.connect() as conn:
+            diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+        mine = [d for d in diff if "events" in repr(d)]
+        assert not mine, mine
+        assert inspect(db.engine).get_foreign_keys("events") == []
+        with db.engine.begin() as conn:
+            events = Table("events", MetaData(), autoload_with=conn)
+            _insert(conn, events, project_id="p-gone", kind="cluster.deleted", level="info", message="m",
+                    cluster_name="c", step="", data={})
+        with db.engine.begin() as conn:
+            cfg = alembic_config(db.engine)
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "0009")
+        assert "events" not in inspect(db.engine).get_table_names()
+        db.migrate()
+        assert "events" in inspect(db.engine).get_table_names()
+    finally:
+        db.dispose()

@@ -116,3 +116,32 @@ def test_a_request_racing_the_workers_own_bump_is_not_lost(setup) -> None:
         assert s.scalars(select(Share.needs_work).where(Share.id == share.id)).one() is True
     runner.run_until_idle(60)
     assert status(runtime, share.uuid) is None
+
+
+def test_a_shares_steps_and_its_failure_are_events(setup, monkeypatch: pytest.MonkeyPatch) -> None:
+    from floe.services import events
+
+    runtime, caller = setup
+    share = shares.create_share(runtime, caller, shares.ShareSpec(share_proto="LOCALFS", size=1, name="ev"))
+    runner, work = share_work.standalone(runtime)
+    runner.run_until_idle(60)
+    told = [e for e in events.list_events(runtime, caller, limit=1000) if e["share_id"] == share.uuid]
+    assert told and {e["kind"] for e in told} == {"share.step"}
+    creating = [step.name for _, step, _ in CHANGES["creating"]]
+    assert [e["step"] for e in told][:len(creating)] == creating  # then the usable share's own steps
+    assert all(e["project_id"] == caller.project_id and e["message"].startswith("share ev: step ") for e in told)
+
+    # A permanent failure of an extend is an error event with the reason.
+    backend = work.backends.get("local")
+
+    def broken(*args, **kwargs):
+        from floe.storage.base import StorageError
+
+        raise StorageError("the disk is full", temporary=False)
+
+    monkeypatch.setattr(backend, "extend", broken)
+    shares.extend_share(runtime, caller, share.uuid, 2)
+    runner.run_until_idle(60)
+    failed = [e for e in events.list_events(runtime, caller, limit=1000) if e["kind"] == "share.failed"]
+    assert len(failed) == 1 and failed[0]["level"] == "error" and "the disk is full" in failed[0]["message"]
+    assert failed[0]["share_id"] == share.uuid and failed[0]["data"] == {"status": status(runtime, share.uuid)}

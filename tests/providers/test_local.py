@@ -11,6 +11,7 @@ import os
 import secrets
 import shlex
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -259,6 +260,47 @@ def test_tls_needs_a_client_certificate(cluster, ca, tmp_path, monkeypatch):
     assert with_cert.ping()
     with pytest.raises(docker.errors.DockerException, match="(?i)bad certificate|certificate required"):
         docker.DockerClient(base_url=url, tls=_client_tls(ca, tmp_path, with_cert=False), timeout=5).ping()
+
+
+def _proxy_pids(address: str) -> set[int]:
+    """The TLS proxies serving `address` (by their argv: tlsproxy.py ADDRESS PORT …)."""
+    pids = set()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(a.endswith(b"tlsproxy.py") for a in argv) and address.encode() in argv:
+            pids.add(int(proc.name))
+    return pids
+
+
+def test_a_killed_tls_proxy_comes_back(cluster, ca, tmp_path, monkeypatch):
+    """kill -9 of a node's TLS proxy (an exit status the node script's loop once stopped on):
+    a new one serves the node again within seconds."""
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    spec = cluster["specs"][0]
+    before = _proxy_pids(spec.address)
+    assert len(before) == 1, before
+    os.kill(before.pop(), signal.SIGKILL)
+    end = time.monotonic() + 15
+    while True:
+        now = _proxy_pids(spec.address)
+        if now:
+            break
+        assert time.monotonic() < end, "no TLS proxy came back"
+        time.sleep(0.1)
+    end = time.monotonic() + 15
+    while True:
+        try:
+            assert _tls_client(spec, ca, tmp_path).ping()
+            break
+        except docker.errors.DockerException:
+            assert time.monotonic() < end, "the node did not answer over TLS again"
+            time.sleep(0.2)
 
 
 def _tls_client(spec: NodeSpec, ca, tmp_path: Path) -> docker.DockerClient:

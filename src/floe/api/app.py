@@ -20,7 +20,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from floe import __version__
-from floe.api import compute, extensions, identity, magnum, manila, openapi, registry
+from floe.api import compute, extensions, identity, magnum, manila, monitoring, openapi, registry
+from floe.api import metrics as floe_metrics
 from floe.api.cache import ApiCaches
 from floe.api.errors import ErrorShape, install_error_handlers
 from floe.api.http import REQUEST_ID_HEADER, header
@@ -190,12 +191,15 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(magnum.router)
     app.include_router(extensions.router)
     app.include_router(registry.router)  # the image registry's token realm, /registry/token
+    app.include_router(monitoring.router)  # node targets and their service discovery, /monitoring (scrape token)
     # /openapi.json and /v2/openapi.json, before the /v2 mount.
     openapi.install(app, v1=magnum_openapi.document, v2=manila_openapi.document)
     manila.install(app)  # Manila's v2 API for shares at /v2
     identity.install(app)  # Keystone's v3 API at /identity/v3
     compute.install(app)  # Nova's flavors at /v2.1
+    floe_metrics.install(app)  # floe's own /metrics (Prometheus), for its scrape token or an admin
     app.add_middleware(manila.RootSwitch)
     app.add_middleware(magnum.MagnumGate)
     app.add_middleware(FloeMiddleware)
+    floe_metrics.instrument(app)  # outermost: counts every answer, by route template
     return app

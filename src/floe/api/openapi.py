@@ -41,7 +41,7 @@ def _error_codes(path: str, method: str, op: dict[str, Any]) -> list[int]:
     codes = [400, 401, 406]
     has_params = "{" in path
     names = {p["name"] for p in op.get("parameters", []) if p.get("in") == "query"}
-    named = {"marker", "share_id", "share_type", "project_id"}  # objects named in the query
+    named = {"marker", "share_id", "share_type", "project_id", "cluster"}  # objects named in the query
     if has_params or method != "get" or names & named:
         codes.append(404)  # a named object (or a cluster or share named in the body) that is not there
     if method in MUTATING or "quota-sets/" in path or path.startswith(("/v1/floe", "/v1/quotas", "/v1/stats")):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -36,7 +37,7 @@ from floe.cli.output import (
 from floe.cli.shares import MOUNT_COLUMNS, mount_row
 from floe.cli.templates import DataNetworkOption, NetworkOption, network_fields
 from floe.cli.wait import wait_attachment, wait_for_cluster
-from floe.client import FloeClient
+from floe.client import FloeClient, FloeConnectionError
 
 cluster_app = typer.Typer(help="Clusters.", no_args_is_help=True)
 cluster_app.add_typer(cluster_network_app, name="network")
@@ -326,3 +327,65 @@ def cluster_shares(
         return
     columns = ("SHARE", *MOUNT_COLUMNS[1:])
     stdout_console().print(table(columns, (mount_row(m, "share_name") for m in found)))
+
+
+EVENT_COLUMNS = ("ID", "TIME", "KIND", "LEVEL", "MESSAGE")
+_LEVEL_STYLES = {"info": "", "warning": "yellow", "error": "bold red"}
+
+
+def _event_row(e: dict[str, Any]) -> list[Text | str]:
+    return [
+        fmt(e.get("id")),
+        fmt(str(e.get("time") or "")[:23].replace("T", " ")),
+        fmt(e.get("kind")),
+        styled(e.get("level"), _LEVEL_STYLES.get(str(e.get("level")), "")),
+        fmt(e.get("message")),
+    ]
+
+
+def _event_line(e: dict[str, Any]) -> Text:
+    line = Text(f"{str(e.get('time') or '')[:23].replace('T', ' ')}  {e.get('kind')}  ")
+    line.append(str(e.get("message") or ""), style=_LEVEL_STYLES.get(str(e.get("level")), ""))
+    return line
+
+
+@cluster_app.command("events")
+def cluster_events(
+    name: Annotated[str, typer.Argument(help="Cluster name or uuid (also of a cluster just deleted).")],
+    limit: Annotated[int, typer.Option("--limit", min=1, max=1000, help="How many of the newest events.")] = 50,
+    follow: Annotated[bool, typer.Option("--follow", help="Then print new events as they happen.")] = False,
+    output: FormatOption = OutputFormat.table,
+) -> None:
+    """What happened to a cluster: operations and their steps, failures, health changes,
+    auto-healing and resizes (with --follow, live, until Ctrl-C)."""
+    with api_client() as client:
+        found = client.cluster_events(name, limit=limit)
+        if output == OutputFormat.json and not follow:
+            print_json(found)
+            return
+        if output == OutputFormat.json:
+            for e in found:
+                stdout_console().print_json(data=e)
+        elif follow:
+            for e in found:
+                stdout_console().print(_event_line(e), soft_wrap=True)
+        else:
+            stdout_console().print(table(EVENT_COLUMNS, (_event_row(e) for e in found)))
+        if not follow:
+            return
+        last = found[-1]["id"] if found else None
+        try:
+            while True:
+                try:
+                    for e in client.events_stream(cluster=name, last_id=last):
+                        if e.get("kind") == "stream.ready":
+                            continue
+                        last = e["id"]
+                        if output == OutputFormat.json:
+                            stdout_console().print_json(data=e)
+                        else:
+                            stdout_console().print(_event_line(e), soft_wrap=True)
+                except FloeConnectionError:
+                    time.sleep(1.0)  # the server restarted or went quiet: resume after the last event
+        except KeyboardInterrupt:
+            raise typer.Exit(130) from None

@@ -13,13 +13,14 @@ from typing import Annotated
 import typer
 
 from floe import __version__
-from floe.cli import admin, login
+from floe.cli import admin, cluster_logs, login
 from floe.cli.clusters import cluster_app
 from floe.cli.errors import FloeGroup
 from floe.cli.flavors import flavor_app
 from floe.cli.identity import credential_app, project_app, role_app, user_app
 from floe.cli.images import image_app
 from floe.cli.jobs import job_app
+from floe.cli.monitoring import monitoring_app
 from floe.cli.networks import network_app
 from floe.cli.nodegroups import nodegroup_app
 from floe.cli.shares import share_app
@@ -35,6 +36,7 @@ app = typer.Typer(
 admin.register(app)
 login.register(app)
 app.add_typer(template_app, name="template")
+cluster_logs.register(cluster_app)
 app.add_typer(cluster_app, name="cluster")
 app.add_typer(nodegroup_app, name="nodegroup")
 app.add_typer(flavor_app, name="flavor")
@@ -46,6 +48,7 @@ app.add_typer(project_app, name="project")
 app.add_typer(user_app, name="user")
 app.add_typer(role_app, name="role")
 app.add_typer(credential_app, name="credential")
+app.add_typer(monitoring_app, name="monitoring")
 
 
 def _version(value: bool) -> None:

@@ -1,7 +1,13 @@
-"""`--wait`: one polling loop for clusters and shares; clusters also get live progress on stderr."""
+"""`--wait`: one loop for clusters and shares; clusters also get live progress on stderr.
+
+A cluster's wait listens to the server's event stream (`GET /v1/floe/events?cluster=`) and reads
+the cluster again at each of its events, so it sees a completion as soon as the server commits
+it; it still reads every few seconds, and every 0.5 s where the stream cannot be had.
+"""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -14,6 +20,14 @@ from floe.cli.output import health_style, status_style
 from floe.client import FloeAPIError, FloeClient
 
 POLL_INTERVAL = 0.5
+# With the event stream open, a read at least this often anyway (a missed event costs no more).
+STREAM_POLL_INTERVAL = 5.0
+# How long a wait gives the stream to open before its first read.
+STREAM_READY_TIMEOUT = 2.0
+# Reads at most this often for progress events (a create has dozens in a second); the events
+# that end an operation wake the wait at once.
+STREAM_MIN_GAP = 0.25
+FINAL_EVENTS = frozenset({"operation.complete", "operation.failed", "cluster.deleted"})
 # After a resize or node-count update the server may still report the previous
 # operation's terminal status for a moment; a status of another operation only
 # counts as the end once this much time has passed.
@@ -31,8 +45,10 @@ def poll(
     interval: float,
     timeout: float | None = None,
     clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], Any] = time.sleep,
 ) -> Any:
-    """Call `get` until `done(value)` is True (or a string: the failure); CLIError on failure or timeout."""
+    """Call `get` until `done(value)` is True (or a string: the failure); CLIError on failure or timeout.
+    Between calls, `sleep(interval)` (which may return early: an event woke it)."""
     deadline = None if timeout is None else clock() + timeout
     while True:
         value = get()
@@ -43,7 +59,59 @@ def poll(
             return value
         if deadline is not None and clock() > deadline:
             raise CLIError(f"timed out waiting for {what}")
-        time.sleep(interval)
+        sleep(interval)
+
+
+class EventWakeups:
+    """The server's events of one cluster, read in a thread; `sleep` returns at the next one.
+
+    If the stream cannot be opened (an older server, a proxy that buffers) or breaks, `interval`
+    falls back to fast polling; the wait is right either way, only its latency differs.
+    """
+
+    def __init__(self, client: FloeClient, cluster: str):
+        self.client = client
+        self.cluster = cluster
+        self.ready = threading.Event()
+        self.failed = False
+        self.events = 0
+        self._wake = threading.Event()
+        self._final = threading.Event()
+        self._thread = threading.Thread(target=self._listen, name="floe-events", daemon=True)
+
+    def start(self, ready_timeout: float = STREAM_READY_TIMEOUT) -> EventWakeups:
+        self._thread.start()
+        self.ready.wait(ready_timeout)
+        return self
+
+    def _listen(self) -> None:
+        try:
+            for event in self.client.events_stream(cluster=self.cluster):
+                if event.get("kind") == "stream.ready":
+                    self.ready.set()
+                    continue
+                self.events += 1
+                if event.get("kind") in FINAL_EVENTS:
+                    self._final.set()
+                self._wake.set()
+        except Exception:  # noqa: BLE001 - any failure of the stream means: poll instead
+            pass
+        self.failed = True
+        self.ready.set()
+        self._final.set()
+        self._wake.set()
+
+    @property
+    def interval(self) -> float:
+        return STREAM_POLL_INTERVAL if self.ready.is_set() and not self.failed else POLL_INTERVAL
+
+    def sleep(self, seconds: float) -> None:
+        """Until an event (or `seconds`, at most `interval`); after a progress event, a little
+        longer unless an operation's end comes (one read for a burst of steps)."""
+        if self._wake.wait(min(seconds, self.interval)) and not self._final.is_set():
+            self._final.wait(STREAM_MIN_GAP)
+        self._wake.clear()
+        self._final.clear()
 
 
 # -- clusters ---------------------------------------------------------------------------
@@ -114,8 +182,10 @@ def wait_for_cluster(
     *,
     interval: float = POLL_INTERVAL,
     clock: Callable[[], float] = time.monotonic,
+    events: bool = True,
 ) -> dict[str, Any] | None:
-    """Poll until the cluster reaches `<action>_COMPLETE` (or is gone, for DELETE).
+    """Wait until the cluster reaches `<action>_COMPLETE` (or is gone, for DELETE), reading it at
+    each of its events (`events`) or every `interval` seconds.
 
     Returns the final cluster (None after a delete); raises CLIError with
     `<status>: <status_reason>` when it ends in a *_FAILED status.
@@ -155,6 +225,10 @@ def wait_for_cluster(
         return False
 
     try:
+        if events:
+            wakeups = EventWakeups(client, ident).start()
+            return poll(f"cluster {ident}", get, done, interval=STREAM_POLL_INTERVAL, clock=clock,
+                        sleep=wakeups.sleep)
         return poll(f"cluster {ident}", get, done, interval=interval, clock=clock)
     except KeyboardInterrupt:
         raise CLIError(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from types import TracebackType
@@ -320,6 +320,35 @@ class FloeClient:
     def slurm_config(self, ident: str) -> JSON:
         """GET /v1/floe/clusters/{ident}/slurm: a Slurm cluster's slurm.conf (a floe extension)."""
         return self._object("GET", f"/v1/floe/clusters/{_path(ident)}/slurm")
+
+    @staticmethod
+    def _log_params(node: str | None, daemon: str | None, tail: int | None, follow: bool) -> dict[str, Any]:
+        params: dict[str, Any] = {"node": node, "daemon": daemon, "tail": tail, "follow": "true" if follow else None}
+        return {k: v for k, v in params.items() if v is not None}
+
+    def cluster_logs(self, ident: str, node: str | None = None, daemon: str | None = None,
+                     tail: int | None = None) -> str:
+        """GET /v1/floe/clusters/{ident}/logs: the last lines of a node daemon's log (dockerd by default;
+        every node's, each line prefixed `NODE | `, without `node`)."""
+        response = self._request("GET", f"/v1/floe/clusters/{_path(ident)}/logs", headers={"Accept": "text/plain"},
+                                 params=self._log_params(node, daemon, tail, False))
+        return response.text
+
+    def follow_cluster_logs(self, ident: str, node: str | None = None, daemon: str | None = None,
+                            tail: int | None = None) -> Iterator[str]:
+        """cluster_logs, then each new line as it comes, until the caller stops iterating (no read
+        timeout: a log may stay quiet for long)."""
+        params = self._log_params(node, daemon, tail, True)
+        try:
+            with self._http.stream("GET", f"/v1/floe/clusters/{_path(ident)}/logs", params=params,
+                                   timeout=httpx.Timeout(self.timeout, read=None),
+                                   headers={"Accept": "text/plain"}) as response:
+                if response.is_error:
+                    response.read()
+                    raise _error_from_response(response)
+                yield from response.iter_lines()
+        except httpx.TransportError as exc:
+            raise FloeConnectionError(self.url, _one_line(str(exc), 200)) from None
 
     # -- certificates ---------------------------------------------------------
 
@@ -819,3 +848,49 @@ class FloeClient:
                                  headers={"Accept": "text/plain"})
         return (response.content, int(response.headers.get("X-Floe-Output-Size", "0") or 0),
                 response.headers.get("X-Floe-Job-State", ""))
+
+    # -- events (floe extension) --------------------------------------------------------
+
+    def cluster_events(self, cluster: str, since: int | None = None, limit: int = 100) -> list[JSON]:
+        """GET /v1/floe/clusters/{cluster}/events: its events, oldest first (after `since`, or the newest `limit`)."""
+        params: dict[str, Any] = {"limit": limit}
+        if since is not None:
+            params["since"] = since
+        return list(self._object("GET", f"/v1/floe/clusters/{_path(cluster)}/events", params=params)["events"])
+
+    def events_stream(self, cluster: str | None = None, last_id: int | None = None,
+                      idle_timeout: float = 60.0) -> Iterator[JSON]:
+        """GET /v1/floe/events: the project's events (of one cluster) as they happen, until the caller
+        stops iterating. The first item is `{"kind": "stream.ready"}`: every event committed after it
+        comes. FloeConnectionError if the server says nothing (not even its keep-alive) for
+        `idle_timeout` seconds."""
+        params: dict[str, Any] = {}
+        if cluster is not None:
+            params["cluster"] = cluster
+        if last_id is not None:
+            params["last_id"] = last_id
+        timeout = httpx.Timeout(self.timeout, read=idle_timeout)
+        try:
+            with self._http.stream("GET", "/v1/floe/events", params=params, timeout=timeout,
+                                   headers={"Accept": "text/event-stream"}) as response:
+                if response.is_error:
+                    response.read()
+                    raise _error_from_response(response)
+                data: list[str] = []
+                for line in response.iter_lines():
+                    if line == ": ready":
+                        yield {"kind": "stream.ready"}
+                    elif line.startswith("data:"):
+                        data.append(line[5:].lstrip(" "))
+                    elif line == "" and data:
+                        try:
+                            event = json.loads("\n".join(data))
+                        except ValueError:
+                            event = None
+                        data = []
+                        if isinstance(event, dict):
+                            yield event
+        except httpx.TimeoutException:
+            raise FloeConnectionError(self.url, "the event stream went quiet") from None
+        except httpx.TransportError as exc:
+            raise FloeConnectionError(self.url, _one_line(str(exc), 200)) from None

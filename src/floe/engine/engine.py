@@ -19,7 +19,9 @@ from datetime import timedelta
 
 from sqlalchemy import select, update
 
+from floe import metrics
 from floe.coe.base import COEDriver
+from floe.db import events
 from floe.db.base import utcnow
 from floe.db.models import Cluster, NodeGroup, Operation
 from floe.engine import failpoints
@@ -141,11 +143,18 @@ class Operations(LeaseKind):
                 )
                 done = list(op.steps_done or [])
                 timeout_minutes = cluster.create_timeout
+                subject = _Subject(cluster.project_id, cluster.uuid, cluster.name, op_id)
+                resumed = bool(done) or (op.attempts or 0) > 1
+                requested_at = op.created_at
             if driver is None:
                 raise PermanentError(f"no driver for coe {cluster.coe!r}")
             pipeline: list[Step] = PIPELINES[ctx.kind](driver)
             t0 = time.monotonic()
             recorded = len(done)
+            # One event per commit the runner makes anyway: a step's start tells the previous one's
+            # time, the operation's end the last one's (events cost a row each, on every step).
+            finished: tuple[Step, float] | None = None
+            started = False
             for step in pipeline:
                 if step.name in done:
                     continue
@@ -161,19 +170,40 @@ class Operations(LeaseKind):
                         update(Cluster).where(Cluster.id == ctx.cluster_id)
                         .values(status_reason=f"step {step.name}: {step.title}")
                     )
+                    if not started:
+                        how = "resumed" if resumed else "started"
+                        subject.record(s, "operation.started", f"{ctx.kind} {how}: step {step.name}: {step.title}",
+                                       step=step.name, data={"kind": ctx.kind, "resumed": resumed})
+                        started = True
+                    else:
+                        subject.record(s, "step.started", f"step {step.name}: {step.title}{_after(finished)}",
+                                       step=step.name, data={"kind": ctx.kind, **_previous(finished)})
                 failpoints.hit(ctx.kind, step.name, "before")
+                t_step = time.monotonic()
                 run_step(ctx, step)
                 failpoints.hit(ctx.kind, step.name, "after")
                 done.append(step.name)
+                finished = (step, time.monotonic() - t_step)
+                metrics.step_done(ctx.kind, step.name, finished[1])
                 log.info("op %s %s step %s done at %.2fs", op_id, ctx.kind, step.name, time.monotonic() - t0)
                 if ctx.kind == "delete" and step.name == "release":
-                    return  # the cluster row, and this operation with it, are gone
+                    # The cluster row, and this operation with it, are gone; its events stay.
+                    with self.runtime.db.session() as s:
+                        subject.record(s, "cluster.deleted", f"cluster {subject.cluster_name} deleted",
+                                       data={"kind": ctx.kind, "seconds": round(time.monotonic() - t0, 3),
+                                             **_previous(finished)})
+                    metrics.operation_ended(ctx.kind, "complete", (utcnow() - requested_at).total_seconds())
+                    return
             with ctx.session() as s:
                 s.execute(
                     update(Operation).where(Operation.id == op_id)
                     .values(state="complete", finished_at=utcnow(), lease_owner=None, step="", steps_done=list(done))
                 )
+                subject.record(s, "operation.complete", f"{ctx.kind} complete",
+                               data={"kind": ctx.kind, "seconds": round(time.monotonic() - t0, 3),
+                                     **_previous(finished)})
             log.info("op %s %s complete in %.2fs", op_id, ctx.kind, time.monotonic() - t0)
+            metrics.operation_ended(ctx.kind, "complete", (utcnow() - requested_at).total_seconds())
         except LeaseLost:
             self.runner.release(self, op_id, lease.owner)
         except DeadlineExceeded as exc:
@@ -200,8 +230,14 @@ class Operations(LeaseKind):
             op.error = reason
             op.finished_at = utcnow()
             op.lease_owner = None
+            ended = (op.kind, op.created_at)
             cluster = s.get(Cluster, op.cluster_id)
             if cluster is not None:
+                events.record(
+                    s, project_id=cluster.project_id, kind="operation.failed", level="error",
+                    message=f"{op.kind} failed: {reason}", cluster_id=cluster.uuid, cluster_name=cluster.name,
+                    operation_id=op.id, step=op.step or "", data={"kind": op.kind, "status": FAILED[op.kind]},
+                )
                 cluster.status = FAILED[op.kind]
                 cluster.status_reason = reason
                 # The nodegroups the operation was changing fail with it (Magnum's statuses).
@@ -210,6 +246,33 @@ class Operations(LeaseKind):
                         group.status = group.status.replace("_IN_PROGRESS", "_FAILED")
                         group.status_reason = reason
         log.warning("operation %s failed: %s", op_id, reason)
+        metrics.operation_ended(ended[0], "failed", (utcnow() - ended[1]).total_seconds())
+
+
+class _Subject:
+    """The cluster and operation an operation's events are about (kept: the cluster may go)."""
+
+    def __init__(self, project_id: str, cluster_id: str, cluster_name: str, operation_id: int):
+        self.project_id = project_id
+        self.cluster_id = cluster_id
+        self.cluster_name = cluster_name
+        self.operation_id = operation_id
+
+    def record(self, s, kind: str, message: str, *, step: str = "", data: dict | None = None) -> None:
+        events.record(
+            s, project_id=self.project_id, kind=kind, message=message, cluster_id=self.cluster_id,
+            cluster_name=self.cluster_name, operation_id=self.operation_id, step=step, data=data,
+        )
+
+
+
+def _previous(finished: tuple[Step, float] | None) -> dict:
+    """The step that just ended and its time, for the next event's data."""
+    return {} if finished is None else {"previous": finished[0].name, "previous_seconds": round(finished[1], 3)}
+
+
+def _after(finished: tuple[Step, float] | None) -> str:
+    return "" if finished is None else f" ({finished[0].name} took {finished[1]:.2f}s)"
 
 
 def run_step(ctx: StepContext, step: Step) -> None:

@@ -7,8 +7,9 @@ from datetime import timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from floe.db import events
 from floe.db.base import utcnow
-from floe.db.models import Cluster, Operation
+from floe.db.models import Cluster, NodeGroup, Operation
 from floe.errors import Conflict, NotFound
 
 ACTIVE = ("pending", "running")
@@ -66,7 +67,26 @@ def start_operation(session: Session, cluster: Cluster, kind: str, params: dict 
     cluster.status = IN_PROGRESS[kind]
     cluster.status_reason = f"{kind} queued" + (f": {params['reason']}" if params and params.get("reason") else "")
     session.flush()
+    _record_queued(session, cluster, op)
     return op
+
+
+def _record_queued(session: Session, cluster: Cluster, op: Operation) -> None:
+    params = op.params or {}
+    if op.kind == "update" and "node_count" in params:
+        kind = "resize.requested"
+        where = "the cluster"
+        if params.get("nodegroup"):
+            name = session.scalar(select(NodeGroup.name).where(NodeGroup.uuid == params["nodegroup"]))
+            where = f"nodegroup {name or params['nodegroup']}"
+        message = f"resize of {where} to {params['node_count']} node(s) requested"
+    else:
+        kind = "operation.queued"
+        message = f"{op.kind} queued" + (f": {params['reason']}" if params.get("reason") else "")
+    events.record(
+        session, project_id=cluster.project_id, kind=kind, message=message, cluster_id=cluster.uuid,
+        cluster_name=cluster.name, operation_id=op.id, data={"kind": op.kind, "params": params},
+    )
 
 
 def cluster_deleting(status: str) -> bool:

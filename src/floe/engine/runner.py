@@ -27,6 +27,7 @@ from typing import Any
 
 from sqlalchemy import and_, case, select, update
 
+from floe import metrics
 from floe.db.base import utcnow
 from floe.db.session import Database
 from floe.leases import LeaseHolder
@@ -149,6 +150,10 @@ class Runner:
                 raise RuntimeError("add lease kinds before the runner starts working")
             self._kinds[kind.name] = _KindState(kind)
 
+    def kinds(self) -> list[str]:
+        """The names of the lease kinds registered on this runner."""
+        return list(self._kinds)
+
     def kind(self, name: str) -> LeaseKind | None:
         st = self._kinds.get(name)
         return st.kind if st else None
@@ -258,7 +263,10 @@ class Runner:
         if extra is not None:
             q = q.where(extra)
         with self.db.session() as s:
-            return s.execute(q.values(**values)).rowcount == 1
+            taken = s.execute(q.values(**values)).rowcount == 1
+        if taken and old_owner is not None and old_owner != self.owner:
+            metrics.lease_taken_over(kind.name)
+        return taken
 
     def _poisoned(self, kind: LeaseKind, item_id: int) -> bool:
         m = kind.model

@@ -14,6 +14,7 @@ from sqlalchemy import delete, select, update
 
 from floe import ipam, pki
 from floe.coe.base import ClusterRef, NodeRef, load, node_info
+from floe.db import events
 from floe.db.models import ClusterNetwork, GPUAllocation, Network, Node, NodeGroup, NodeInterface
 from floe.engine import planning
 from floe.engine.context import StepContext
@@ -222,6 +223,12 @@ def finish(ctx: StepContext, status: str) -> None:
         # Why an operation floe started itself ran (auto-healing, host restart) stays visible after it.
         why = f" ({ctx.params['reason']})" if ctx.params.get("reason") else ""
         c.status_reason = f"{ctx.kind} complete{why}: {len(managers)} manager(s), {len(workers)} worker(s) ready"
+        if c.health_status != "HEALTHY":
+            events.record(
+                s, project_id=c.project_id, kind="health.changed", cluster_id=c.uuid, cluster_name=c.name,
+                message=f"cluster {c.name} is HEALTHY (was {c.health_status}): {ctx.kind} complete",
+                operation_id=ctx.op_id, step=ctx.step or "", data={"old": c.health_status, "new": "HEALTHY"},
+            )
         c.health_status = "HEALTHY"
         c.health_status_reason = {"api": "ok", **{f"{n.name}.Ready": "True" for n in managers + workers}}
         planning.settle_nodegroups(ctx, s)

@@ -299,3 +299,100 @@ def names() -> set[str]:
         except OSError:
             continue
     return found
+
+
+# -- usage (what a node or one of its containers uses; see providers/local/stats.py) ------------------
+
+# v1 writes "unlimited" as the largest page-aligned long; anything this large is no limit.
+_UNLIMITED = 1 << 62
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What one cgroup (and its descendants) has used; limits of 0 mean unlimited."""
+
+    cpu_seconds: float
+    cpu_limit_cores: float
+    memory_bytes: int  # working set: usage less inactive page cache (what cAdvisor reports)
+    memory_limit_bytes: int
+
+
+@functools.cache
+def _controller_mount(controller: str) -> Mount | None:
+    """The hierarchy that holds `controller` (v1), else the v2 hierarchy if it has it."""
+    v2 = None
+    for m in hierarchies():
+        if m.fstype == "cgroup" and controller in m.controllers:
+            return m
+        if m.fstype == "cgroup2" and controller in m.controllers:
+            v2 = m
+    return v2
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except OSError:
+        return None
+
+
+def _stat_field(text: str | None, key: str) -> int:
+    for line in (text or "").splitlines():
+        name, _, value = line.partition(" ")
+        if name == key:
+            return int(value)
+    return 0
+
+
+def _limit(value: int) -> int:
+    return 0 if value <= 0 or value >= _UNLIMITED else value
+
+
+def usage(path: str) -> Usage | None:
+    """Usage of cgroup `path` ("floe-<tag>-<node>" or "floe-<tag>-<node>/<container id>"), None if it
+    does not exist. A handful of small file reads: cheap enough for every scrape."""
+    cpu_m, acct_m, mem_m = _controller_mount("cpu"), _controller_mount("cpuacct"), _controller_mount("memory")
+    if mem_m is not None and mem_m.fstype == "cgroup2":
+        base = Path(mem_m.target, path)
+        stat = _read(base / "cpu.stat")
+        if stat is None and not base.is_dir():
+            return None
+        quota, _, period = (_read(base / "cpu.max") or "max").partition(" ")
+        current = int((_read(base / "memory.current") or "0").strip() or 0)
+        mem_stat = _read(base / "memory.stat")
+        high = (_read(base / "memory.max") or "max").strip()
+        return Usage(
+            cpu_seconds=_stat_field(stat, "usage_usec") / 1e6,
+            cpu_limit_cores=int(quota) / int(period) if quota.strip() != "max" and period.strip() else 0.0,
+            memory_bytes=max(0, current - _stat_field(mem_stat, "inactive_file")),
+            memory_limit_bytes=0 if high == "max" else _limit(int(high)),
+        )
+    acct = _read(Path(acct_m.target, path, "cpuacct.usage")) if acct_m is not None else None
+    mem_dir = Path(mem_m.target, path) if mem_m is not None else None
+    current = _read(mem_dir / "memory.usage_in_bytes") if mem_dir is not None else None
+    if acct is None and current is None:
+        return None
+    cores = 0.0
+    if cpu_m is not None:
+        quota = int((_read(Path(cpu_m.target, path, "cpu.cfs_quota_us")) or "-1").strip())
+        period = int((_read(Path(cpu_m.target, path, "cpu.cfs_period_us")) or "0").strip() or 0)
+        cores = quota / period if quota > 0 and period > 0 else 0.0
+    mem_stat = _read(mem_dir / "memory.stat") if mem_dir is not None else None
+    limit = _read(mem_dir / "memory.limit_in_bytes") if mem_dir is not None else None
+    return Usage(
+        cpu_seconds=int((acct or "0").strip()) / 1e9,
+        cpu_limit_cores=cores,
+        memory_bytes=max(0, int((current or "0").strip()) - _stat_field(mem_stat, "total_inactive_file")),
+        memory_limit_bytes=_limit(int((limit or "0").strip())),
+    )
+
+
+def children(name: str) -> list[str]:
+    """The sub-cgroups of node cgroup `name` other than its daemons' (its containers', named by id)."""
+    mount = _controller_mount("memory") or _controller_mount("cpuacct")
+    if mount is None:
+        return []
+    try:
+        return sorted(e.name for e in os.scandir(Path(mount.target, name)) if e.is_dir() and e.name != DAEMON_LEAF)
+    except OSError:
+        return []

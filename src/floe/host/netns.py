@@ -6,6 +6,7 @@ import errno
 import ipaddress
 import os
 import socket
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -300,3 +301,41 @@ def bridge_ports(bridge: str) -> list[str]:
         if not idx:
             return []
         return [link.get_attr("IFLA_IFNAME") for link in ipr.get_links() if link.get_attr("IFLA_MASTER") == idx[0]]
+
+
+_CLONE_NEWNET = 0x40000000
+
+
+def _setns(fd: int) -> None:
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.setns(fd, _CLONE_NEWNET) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code))
+
+
+def socket_in(ns: str, family: int = socket.AF_INET, kind: int = socket.SOCK_STREAM) -> socket.socket:
+    """A socket of network namespace `ns` (it stays there: connect and bind happen in `ns`).
+
+    The calling thread enters the namespace only to create the socket and returns at once (a
+    network namespace is per thread), so the rest of the process never leaves the host's.
+    HostError if the namespace does not exist.
+    """
+    try:
+        target = os.open(NETNS_DIR / ns, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise HostError(f"network namespace {ns} does not exist: {exc.strerror}") from None
+    home = os.open(f"/proc/self/task/{threading.get_native_id()}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        _setns(target)
+        try:
+            return socket.socket(family, kind)
+        finally:
+            # Back home, or the thread would do its later work in the node's namespace.
+            _setns(home)
+    except OSError as exc:
+        raise HostError(f"cannot make a socket in network namespace {ns}: {exc}") from None
+    finally:
+        os.close(target)
+        os.close(home)

@@ -1,1 +1,2 @@
-"""Health of running clusters (metrics and events come later)."""
+"""Watching floe and its clusters: health rounds, the metrics collector, the monitoring stack
+(Prometheus, Alertmanager) and who may scrape."""

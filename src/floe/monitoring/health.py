@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from sqlalchemy import bindparam, exists, select, update
 
 from floe.coe.base import NOT_RUNNING, ClusterHealth, COEDriver, NodeRef
+from floe.db import events
 from floe.db.models import Cluster, Node, Operation
 from floe.engine.operations import ACTIVE
 from floe.runtime import Runtime
@@ -73,7 +74,7 @@ class HealthMonitor:
         busy = select(Operation.cluster_id).where(Operation.state.in_(ACTIVE))
         q = select(
             Cluster.id, Cluster.host_tag, Cluster.coe, Cluster.labels, Cluster.health_status,
-            Cluster.health_status_reason,
+            Cluster.health_status_reason, Cluster.project_id, Cluster.uuid, Cluster.name,
         ).where(Cluster.status.in_(SETTLED), Cluster.id.not_in(busy)).order_by(Cluster.id)
         if cluster_id is not None:
             q = q.where(Cluster.id == cluster_id)
@@ -96,7 +97,7 @@ class HealthMonitor:
                     nodes[n.cluster_id].append((ref, n.health_status, n.health_reason or ""))
         return [
             _Snapshot(r.id, r.host_tag, r.coe, r.labels or {}, r.health_status, r.health_status_reason or {},
-                      nodes[r.id])
+                      nodes[r.id], r.project_id, r.uuid, r.name)
             for r in rows if nodes[r.id]
         ]
 
@@ -131,8 +132,14 @@ class HealthMonitor:
                         _NODE_HEALTH,
                         [{"node_id": i, "hs": hs, "hr": hr} for i, hs, hr in c.nodes],
                     )
+                events.record_rows(s, _health_events(c))
                 if c.heal:
                     cluster = s.get(Cluster, c.cluster_id)
+                    events.record(
+                        s, project_id=c.project_id, kind="autoheal", level="warning",
+                        message=f"auto-healing {', '.join(c.heal)}", cluster_id=c.cluster_uuid,
+                        cluster_name=c.cluster_name, data={"nodes": list(c.heal)},
+                    )
                     start_operation(s, cluster, "repair", {"reason": f"auto-healing {', '.join(c.heal)}"})
                     log.warning("cluster %s: auto-healing %s", cluster.name, ", ".join(c.heal))
                     healed = True
@@ -148,6 +155,9 @@ class _Snapshot:
     health_status: str
     health_status_reason: dict
     nodes: list[tuple[NodeRef, str, str]]  # (node, stored health_status, stored health_reason)
+    project_id: str = ""
+    cluster_uuid: str = ""
+    cluster_name: str = ""
 
 
 @dataclass(frozen=True)
@@ -157,6 +167,11 @@ class _Change:
     reason: dict
     nodes: list[tuple[int, str, str]]  # (node id, health_status, health_reason) that differ
     heal: list[str]  # dead nodes to repair (auto-healing)
+    project_id: str = ""
+    cluster_uuid: str = ""
+    cluster_name: str = ""
+    old_status: str = ""
+    node_changes: tuple[tuple[str, str, str, str], ...] = ()  # (name, old status, new status, reason)
 
 
 def _change(snap: _Snapshot, report: ClusterHealth | None) -> _Change | None:
@@ -167,6 +182,7 @@ def _change(snap: _Snapshot, report: ClusterHealth | None) -> _Change | None:
     managers = {n.name for n, _, _ in snap.nodes if n.role == "manager"}
     reason: dict = {"api": "ok" if any(h.healthy for h in report.nodes if h.name in managers) else "down"}
     nodes = []
+    node_changes = []
     for n, old_status, old_reason in snap.nodes:
         h = by_name.get(n.name)
         if h is None:
@@ -175,12 +191,30 @@ def _change(snap: _Snapshot, report: ClusterHealth | None) -> _Change | None:
         reason[f"{n.name}.Ready"] = "True" if h.healthy else f"False: {h.reason}"
         if (status, h.reason) != (old_status, old_reason):
             nodes.append((n.id, status, h.reason))
+            if status != old_status:
+                node_changes.append((n.name, old_status, status, h.reason))
     status = "HEALTHY" if report.healthy else "UNHEALTHY"
     dead = [h.name for h in report.nodes if not h.healthy and (h.reason == NOT_RUNNING or h.heal)]
     heal = dead if _auto_healing(snap.labels) else []
     if not nodes and not heal and status == snap.health_status and reason == snap.health_status_reason:
         return None
-    return _Change(snap.cluster_id, status, reason, nodes, heal)
+    return _Change(snap.cluster_id, status, reason, nodes, heal, snap.project_id, snap.cluster_uuid,
+                   snap.cluster_name, snap.health_status, tuple(node_changes))
+
+
+def _health_events(c: _Change) -> list[dict]:
+    """Events for the health changes `c` writes: the cluster's status and each node's."""
+    subject = {"project_id": c.project_id, "cluster_id": c.cluster_uuid, "cluster_name": c.cluster_name}
+    rows = []
+    if c.status != c.old_status:
+        rows.append({**subject, "kind": "health.changed", "level": "info" if c.status == "HEALTHY" else "warning",
+                     "message": f"cluster {c.cluster_name} is {c.status} (was {c.old_status})",
+                     "data": {"old": c.old_status, "new": c.status}})
+    for name, old, new, why in c.node_changes:
+        rows.append({**subject, "kind": "node.health", "level": "info" if new == "HEALTHY" else "warning",
+                     "message": f"node {name} is {new}" + (f": {why}" if why and new != "HEALTHY" else ""),
+                     "data": {"node": name, "old": old, "new": new, "reason": why}})
+    return rows
 
 
 def _auto_healing(labels: dict | None) -> bool:

@@ -299,3 +299,81 @@ class ProviderWithShareMounts(abc.ABC):
             return False
         same = seen.st_dev == host.st_dev and seen.st_ino == host.st_ino
         return same and bool(flags & os.ST_RDONLY) == read_only
+
+
+@dataclass(frozen=True)
+class InterfaceStats:
+    """Byte counters of one network interface of a node (since the interface was made)."""
+
+    name: str
+    rx_bytes: int
+    tx_bytes: int
+
+
+@dataclass(frozen=True)
+class ContainerStats:
+    """What one container of a node's dockerd has used (its cgroup)."""
+
+    id: str
+    name: str
+    cpu_seconds: float
+    memory_bytes: int
+
+
+@dataclass(frozen=True)
+class NodeStats:
+    """A reading of what a running node uses, taken at `time` (seconds since the epoch).
+
+    Limits of 0 mean unlimited. `simulated` marks numbers that no machine measured.
+    """
+
+    time: float
+    cpu_seconds: float  # CPU time of every process of the node (daemons and containers)
+    cpu_limit_cores: float
+    memory_bytes: int  # working set: usage less the page cache the kernel may drop
+    memory_limit_bytes: int
+    disk_used_bytes: int  # the filesystem holding the node's Docker data
+    disk_size_bytes: int
+    interfaces: tuple[InterfaceStats, ...] = ()
+    containers: tuple[ContainerStats, ...] = ()
+    simulated: bool = False
+
+
+class ProviderWithNodeStats(abc.ABC):
+    """Capability: the provider measures what each node uses (CPU, memory, disk, network, containers)."""
+
+    @abc.abstractmethod
+    def node_stats(self, cluster_tag: str, name: str) -> NodeStats | None:
+        """A reading of running node `name`, None if it is not running. Cheap: a scrape asks every node."""
+
+
+class ProviderWithDaemonMetrics(abc.ABC):
+    """Capability: a node's dockerd serves its own Prometheus metrics, which only floe can reach."""
+
+    @abc.abstractmethod
+    def daemon_metrics(self, cluster_tag: str, name: str) -> bytes | None:
+        """dockerd's metrics (Prometheus text) of running node `name`; None if it is not running.
+
+        ProviderError if the node's dockerd serves none (a node started before it had a
+        metrics address does until its next start) or does not answer.
+        """
+
+
+@dataclass(frozen=True)
+class NodeLog:
+    """One log of a node: a text file a daemon appends to, or (`journal`) a journal directory."""
+
+    daemon: str  # dockerd, journald, slurmd, munged, …
+    path: Path
+    journal: bool = False  # read with journalctl -D: the node's journal (containers using the journald driver)
+
+
+class ProviderWithNodeLogs(abc.ABC):
+    """Capability: the logs of a node's daemons (dockerd, its journal, a COE's daemons) can be read on the host."""
+
+    @abc.abstractmethod
+    def node_logs(self, cluster_tag: str, name: str) -> list[NodeLog]:
+        """The logs node `name` has, dockerd's first; [] if nothing of the node is on the host.
+
+        A cluster's own host daemons (e.g. its munged) are listed on every node, with the same path.
+        """

@@ -172,13 +172,12 @@ def nodegroup_size(session: Session, flavor_ref: str | None, node_count: int) ->
     return _size(_Sizes(session), [(node_count, flavor_ref)])
 
 
-def _pending(session: Session, project_id: str) -> dict[int, dict[str | None, int]]:
+def _pending(session: Session, project_id: str | None) -> dict[int, dict[str | None, int]]:
     """cluster id → {nodegroup uuid (None: the default worker group) → the node count an active
-    update takes it to}."""
-    rows = session.execute(
-        select(Operation.cluster_id, Operation.params).join(Cluster, Cluster.id == Operation.cluster_id)
-        .where(Cluster.project_id == project_id, Operation.state.in_(ACTIVE), Operation.kind == "update")
-    )
+    update takes it to}, for the project's clusters (every project's with None)."""
+    q = (select(Operation.cluster_id, Operation.params).join(Cluster, Cluster.id == Operation.cluster_id)
+         .where(Operation.state.in_(ACTIVE), Operation.kind == "update"))
+    rows = session.execute(q if project_id is None else q.where(Cluster.project_id == project_id))
     out: dict[int, dict[str | None, int]] = {}
     for cluster_id, params in rows:
         params = params or {}
@@ -222,19 +221,57 @@ def cluster_usage(session: Session, project_id: str) -> dict[str, int]:
     return used
 
 
+def _share_size():
+    """A share's counted GiB: the larger of its size and a pending extend's target. CASE, as
+    SQLite's two-argument max() is PostgreSQL's greatest() and neither speaks the other's."""
+    return case((func.coalesce(Share.target_size, 0) > Share.size, Share.target_size), else_=Share.size)
+
+
 def share_usage(session: Session, project_id: str) -> dict[str, int]:
     """Shares and GiB the project uses, pending extends at their target size."""
-    # The larger of the size and a pending extend's target: CASE, as SQLite's two-argument
-    # max() is PostgreSQL's greatest() and neither speaks the other's.
-    size = case((func.coalesce(Share.target_size, 0) > Share.size, Share.target_size), else_=Share.size)
     gigs, count = session.execute(
-        select(func.coalesce(func.sum(size), 0), func.count(Share.id)).where(Share.project_id == project_id)
+        select(func.coalesce(func.sum(_share_size()), 0), func.count(Share.id)).where(Share.project_id == project_id)
     ).one()
     return {SHARES: int(count), GIGABYTES: int(gigs)}
 
 
 def usage(session: Session, project_id: str) -> dict[str, int]:
     return cluster_usage(session, project_id) | share_usage(session, project_id)
+
+
+def usage_by_project(session: Session) -> dict[str, dict[str, int]]:
+    """What every project that uses anything uses, counted as `usage` counts, in four queries of
+    columns (no ORM objects): what /metrics reports at each scrape."""
+    pending = _pending(session, None)
+    groups: dict[int, list] = {}
+    for g in session.execute(select(NodeGroup.cluster_id, NodeGroup.uuid, NodeGroup.role, NodeGroup.is_default,
+                                    NodeGroup.flavor_id, NodeGroup.node_count)):
+        groups.setdefault(g.cluster_id, []).append(g)
+    out: dict[str, dict[str, int]] = {}
+    sizes = _Sizes(session)
+    for c in session.execute(select(Cluster.id, Cluster.project_id, Cluster.node_count, Cluster.master_count,
+                                    Cluster.flavor_id, Cluster.master_flavor_id)):
+        used = out.setdefault(c.project_id, dict.fromkeys(RESOURCES, 0))
+        used[CLUSTERS] += 1
+        for key, value in _size(sizes, _counts(c, groups.get(c.id, []), pending=pending.get(c.id))).items():  # type: ignore[arg-type]
+            used[key] += value
+    for project_id, gigs, count in session.execute(
+        select(Share.project_id, func.coalesce(func.sum(_share_size()), 0), func.count(Share.id))
+        .group_by(Share.project_id)
+    ):
+        used = out.setdefault(project_id, dict.fromkeys(RESOURCES, 0))
+        used[SHARES], used[GIGABYTES] = int(count), int(gigs)
+    return out
+
+
+def limits_by_project(session: Session, settings: Settings, project_ids: list[str]) -> dict[str, dict[str, int]]:
+    """`limits` of each of `project_ids`, in one query."""
+    out = {p: defaults(settings) for p in project_ids}
+    for project_id, resource, hard_limit in session.execute(select(Quota.project_id, Quota.resource,
+                                                                   Quota.hard_limit)):
+        if project_id in out and resource in out[project_id]:
+            out[project_id][resource] = hard_limit
+    return out
 
 
 # ---------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """All models, importable from one place (Alembic's autogenerate needs them registered)."""
 
 from floe.db.models.clusters import Cluster, ClusterTemplate, Node
+from floe.db.models.events import Event
 from floe.db.models.identity import (
     ApplicationCredential,
     Domain,
@@ -19,7 +20,7 @@ from floe.db.models.shares import Share, ShareAccessRule, ShareAttachment
 
 __all__ = [
     "AddressAllocation", "ApplicationCredential", "Cluster", "ClusterNetwork", "ClusterTemplate", "Domain",
-    "Flavor", "GPUAllocation", "Job", "Network", "Node", "NodeGroup", "NodeInterface", "Operation",
+    "Event", "Flavor", "GPUAllocation", "Job", "Network", "Node", "NodeGroup", "NodeInterface", "Operation",
     "Project", "Quota", "QuotaLock", "Role", "RoleAssignment", "Share", "ShareAccessRule", "ShareAttachment",
     "Token", "User",
 ]

@@ -10,6 +10,8 @@ from datetime import timedelta
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
+from floe import metrics
+from floe.db import events
 from floe.db.base import utcnow
 from floe.db.models import Cluster, Node, Share, ShareAttachment
 from floe.db.models.shares import USABLE
@@ -180,9 +182,11 @@ class ShareWork(LeaseKind):
                 continue
             ctx.kind, ctx.step = kind, step.name
             # Named before it runs, in the row: the runner's poison guard counts a death in it.
-            ctx.commit(lambda s, n=step.name: s.execute(update(Share).where(Share.id == ctx.share_id).values(step=n)))
+            ctx.commit(lambda s, n=step.name, k=kind: _step_started(s, ctx, k, n))
             failpoints.hit(kind, step.name, "before")
+            started = time.monotonic()
             step.run(ctx)
+            metrics.step_done("share", step.name, time.monotonic() - started)
             failpoints.hit(kind, step.name, "after")
 
     # --- ending a pass ---------------------------------------------------------------------
@@ -211,8 +215,15 @@ class ShareWork(LeaseKind):
         snap = ctx.snap
         values: dict = {"status": FAILED.get(snap.status, snap.status), "status_reason": reason,
                         "target_size": None, "attempts": 0}
-        ctx.commit(lambda s: s.execute(
-            update(Share).where(Share.id == snap.id, Share.status == snap.status).values(**values)))
+
+        def write(s: Session) -> None:
+            if s.execute(update(Share).where(Share.id == snap.id, Share.status == snap.status)
+                         .values(**values)).rowcount:
+                events.record(s, project_id=snap.project_id, kind="share.failed", level="error", share_id=snap.uuid,
+                              step=ctx.step, message=f"share {snap.label}: {reason}",
+                              data={"status": values["status"]})
+
+        ctx.commit(write)
 
     def _fail_quietly(self, ctx: ShareContext, reason: str) -> None:
         log.warning("share %s failed: %s", ctx.snap.uuid, reason)
@@ -262,6 +273,12 @@ class ShareWork(LeaseKind):
                 s.execute(update(Share).where(Share.id.in_(stale))
                           .values(needs_work=True, work_seq=Share.work_seq + 1, retry_at=None))
             self.wake()
+
+
+def _step_started(s: Session, ctx: ShareContext, kind: str, step: str) -> None:
+    s.execute(update(Share).where(Share.id == ctx.share_id).values(step=step))
+    events.record(s, project_id=ctx.snap.project_id, kind="share.step", share_id=ctx.snap.uuid, step=step,
+                  message=f"share {ctx.snap.label}: step {step}", data={"kind": kind})
 
 
 def _running(provider, tag: str, name: str) -> bool:

@@ -56,6 +56,7 @@ class ShareSnap:
     backend_state: dict
     rules: tuple[RuleSnap, ...] = ()
     attachments: tuple[AttachmentSnap, ...] = ()
+    project_id: str = ""
 
     def ref(self, size: int | None = None) -> ShareRef:
         return ShareRef(id=self.uuid, size_bytes=(size or self.size) * GIB, state=dict(self.backend_state))
@@ -94,5 +95,5 @@ def load(db: Database, share_id: int) -> ShareSnap | None:
             ))
         return ShareSnap(
             share.id, share.uuid, share.name, share.share_type, share.size, share.target_size, share.status,
-            share.work_seq, share.attempts, dict(share.backend_state or {}), rules, tuple(atts),
+            share.work_seq, share.attempts, dict(share.backend_state or {}), rules, tuple(atts), share.project_id,
         )

@@ -37,7 +37,7 @@ import httpx
 
 from floe.host import cgroups, commands, mounts, processes
 from floe.providers.base import NodeSpec, ProviderError, TLSMaterial
-from floe.providers.local import authz
+from floe.providers.local import authz, stats
 
 log = logging.getLogger("floe.provider")
 
@@ -59,7 +59,8 @@ SOCKET_NAME = "docker.sock"
 #   and nodes directory (whose mounts the node drops), $5 the TLS proxy's command line as one
 #   shell-quoted word list ("" for none), $6 the node's own directory, $7 the CPUs to pin to
 #   ("" for all), $8 the disk image ("" for none) and $9 where it is mounted (the data-root),
-#   $10 XDG_CONFIG_HOME for the daemons ("" to leave it unset), then cgroup.procs files, "--",
+#   $10 XDG_CONFIG_HOME for the daemons ("" to leave it unset), $11 the node journal's
+#   systemd-journald ("" for none; see journal.py), then cgroup.procs files, "--",
 #   mount triples (type target options), "--", bind pairs (source target), "--", command
 #
 # Shares: the host's share directory of the cluster is a shared mount, rbound here onto
@@ -75,7 +76,8 @@ NODE_SCRIPT = r"""
 set -e
 hostname "$1"
 shares="$2"; storage="$3"; nodes="$4"; proxy="$5"; own="$6"; cpus="$7"; image="$8"; data="$9"; xdg="${10}"
-shift 10
+journald="${11}"
+shift 11
 while [ "$1" != "--" ]; do echo 0 > "$1"; shift; done; shift
 if [ -n "$cpus" ]; then
   taskset -p -c "$cpus" $$ >/dev/null || echo "floe-node: cannot pin to CPUs $cpus" >&2
@@ -97,9 +99,20 @@ if [ -n "$image" ]; then
   mount -t ext4 -o loop,discard "$image" "$data"
 fi
 while [ "$1" != "--" ]; do mount --bind "$1" "$2"; shift 2; done; shift
+if [ -n "$journald" ]; then
+  # The node's journal (journal.py), up before dockerd restarts containers that log to it.
+  mkdir -p /run/log/journal /run/systemd/journald.conf.d
+  mount --bind "$own/journal" /run/log/journal
+  cp "$own/journald.conf" /run/systemd/journald.conf.d/floe.conf
+  # `|| :`: a journald that dies must not end the loop (set -e).
+  ( while :; do "$journald" || :; sleep 1; done ) &
+  i=0
+  while [ ! -S /run/systemd/journal/socket ] && [ "$i" -lt 250 ]; do sleep 0.02; i=$((i + 1)); done
+fi
 if [ -n "$proxy" ]; then
-  # Restarted if it ever dies; it goes with the node (a child of the node's pid 1).
-  ( while :; do eval "$proxy"; sleep 1; done ) &
+  # Restarted if it ever dies (`|| :`: one that exits non-zero must not end the loop under
+  # set -e); it goes with the node (a child of the node's pid 1).
+  ( while :; do eval "$proxy" || :; sleep 1; done ) &
 fi
 if [ -n "$xdg" ]; then
   export XDG_CONFIG_HOME="$xdg"
@@ -192,6 +205,9 @@ def daemon_config(spec: NodeSpec, paths: NodePaths, cgroup: str, restricted: boo
         "exec-root": "/run/docker",
         "pidfile": "/run/docker.pid",
         "log-opts": {"max-size": "10m", "max-file": "3"},
+        # dockerd's own metrics on the node's loopback: floe fetches them from inside the node
+        # (stats.py); nothing outside the node reaches them.
+        "metrics-addr": stats.metrics_address(),
     }
     if spec.gpus:
         # Swarm schedules `--generic-resource NVIDIA-GPU=N` onto nodes that advertise these and
@@ -471,6 +487,7 @@ def launch(
     tls_address: str | None = None,
     restricted: bool = False,
     shape: NodeShape | None = None,
+    journald: str | None = None,
 ) -> subprocess.Popen:
     """Start the node detached (own session) and record its pid.
 
@@ -478,7 +495,8 @@ def launch(
     root and nodes directory, whose share mounts the node drops from its own view;
     `tls_address` is where the node's TLS proxy listens (port TLS_PORT); `restricted` starts
     the node policy's plugin (authz.py) before dockerd; `shape` pins CPUs, mounts the disk
-    image and makes the binds of the node's flavor and GPUs.
+    image and makes the binds of the node's flavor and GPUs; `journald` runs the node's journal
+    (journal.py: its config and directory written first).
     """
     shape = shape or NodeShape()
     proxy = shlex.join(tls_proxy_command(paths, tls_address)) if tls_address else ""
@@ -493,7 +511,7 @@ def launch(
         "/bin/sh", "-c", NODE_SCRIPT, "floe-node",
         hostname, str(shares_dir or ""), *(str(p) for p in hidden or ("", "")), proxy,
         str(paths.dir), ",".join(str(c) for c in shape.cpus),
-        str(shape.disk_image or ""), str(paths.data), str(shape.xdg_config or ""),
+        str(shape.disk_image or ""), str(paths.data), str(shape.xdg_config or ""), journald or "",
         *cgroup_procs, "--", *mount_args, "--", *bind_args, "--",
     ]
     command = [commands.binary("docker-init"), "--", commands.binary("dockerd"), "--config-file", str(paths.config)]

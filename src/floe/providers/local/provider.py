@@ -35,19 +35,25 @@ from floe.providers.base import (
     InfraProvider,
     NetworkSpec,
     NodeInfo,
+    NodeLog,
     NodeNetwork,
     NodeSpec,
+    NodeStats,
     ProjectNetworkSpec,
     ProviderError,
+    ProviderWithDaemonMetrics,
     ProviderWithGPUs,
     ProviderWithImageImport,
     ProviderWithNetworks,
+    ProviderWithNodeLogs,
     ProviderWithNodeProcesses,
+    ProviderWithNodeStats,
     ProviderWithShareMounts,
     ProviderWithTLSRenewal,
     RegistryInfo,
 )
-from floe.providers.local import daemons, images, naming, node, registry, shape
+from floe.providers.local import daemons, images, journal, naming, node, registry, shape, stats
+from floe.providers.local import logs as node_log_files
 from floe.providers.local import networks as project_networks
 
 if TYPE_CHECKING:
@@ -93,7 +99,7 @@ def _kill_nodes(unshare_pids: set[int], inner_pids: set[int]) -> bool:
 
 class LocalProvider(
     InfraProvider, ProviderWithImageImport, ProviderWithShareMounts, ProviderWithTLSRenewal, ProviderWithNetworks,
-    ProviderWithGPUs, ProviderWithNodeProcesses,
+    ProviderWithGPUs, ProviderWithNodeProcesses, ProviderWithNodeStats, ProviderWithDaemonMetrics, ProviderWithNodeLogs,
 ):
     """Nodes as network namespaces with their own dockerd; needs root."""
 
@@ -129,6 +135,7 @@ class LocalProvider(
         self.nvidia_smi = nvidia_smi
         self.gpu_device_dir = gpu_device_dir
         self._gpus: tuple[float, list[GPUDevice]] | None = None
+        self._container_names = stats.ContainerNames()  # node_stats' names of containers
 
     # -- helpers ---------------------------------------------------------------
 
@@ -343,8 +350,10 @@ class LocalProvider(
                 pid = node.launch(
                     naming.netns_name(tag, name), name, paths, procs, shares, (self.storage_dir, self.nodes_dir),
                     tls_address=str(address), restricted=self.node_policy == "restricted", shape=node_shape,
+                    journald=journal.prepare(paths.dir),
                 ).pid
             self._ensure_node_networks(tag, name, spec.networks)
+            stats.guard_metrics_port(naming.netns_name(tag, name))  # adopted nodes get it too
             node.wait_ready(paths, pid)
         return NodeInfo(
             name=name, address=str(address), running=True, docker_url=f"unix://{paths.sock}",
@@ -448,6 +457,7 @@ class LocalProvider(
 
     def _remove_node(self, tag: str, name: str) -> list[str]:
         paths = self._node_paths(tag, name)
+        self._container_names.forget(paths.sock)
         cgroup = naming.cgroup_name(tag, name)
         removed: list[str] = []
         pid = node.live_pid(paths)
@@ -481,6 +491,34 @@ class LocalProvider(
                 except mounts.MountError as exc:
                     raise ProviderError(str(exc), temporary=True) from None
         return removed
+
+    # -- what nodes use (see stats.py) ---------------------------------------------------------
+
+    def node_stats(self, cluster_tag: str, name: str) -> NodeStats | None:
+        """CPU and memory of the node's cgroup, its interfaces' counters, its disk, its containers."""
+        tag = naming.check_tag(cluster_tag)
+        name = naming.check_node_name(name)
+        paths = self._node_paths(tag, name)
+        pid = node.live_pid(paths)
+        if pid is None:
+            self._container_names.forget(paths.sock)
+            return None
+        return stats.read_node_stats(pid, naming.cgroup_name(tag, name), paths.data, paths.sock,
+                                     self._container_names)
+
+    def daemon_metrics(self, cluster_tag: str, name: str) -> bytes | None:
+        """The node's dockerd metrics, fetched from inside its network namespace (see stats.py)."""
+        tag = naming.check_tag(cluster_tag)
+        name = naming.check_node_name(name)
+        paths = self._node_paths(tag, name)
+        if node.live_pid(paths) is None:
+            return None
+        if not stats.has_metrics_address(paths.config):
+            raise ProviderError(
+                f"the dockerd of node {name} was started without a metrics address: it gets one when the node "
+                "next starts"
+            )
+        return stats.fetch_daemon_metrics(naming.netns_name(tag, name), name)
 
     def docker_client(self, info: NodeInfo) -> docker.DockerClient:
         """A docker SDK client on the node's unix socket.
@@ -624,6 +662,13 @@ class LocalProvider(
                           "-j", "ACCEPT"])
         # At the top: before the bridge's DROP; it carries the cluster's comment, so it goes with it.
         firewall.ensure([rule], naming.comment(tag), top=True)
+
+    # -- node logs (ProviderWithNodeLogs; see logs.py) ---------------------------------------------
+
+    def node_logs(self, cluster_tag: str, name: str) -> list[NodeLog]:
+        tag = naming.check_tag(cluster_tag)
+        return node_log_files.node_logs(self._node_paths(tag, naming.check_node_name(name)),
+                                        self.nodes_dir / tag / CLUSTER_FILES_DIR)
 
     # -- project networks (ProviderWithNetworks; see providers/local/networks.py) ---------------
 

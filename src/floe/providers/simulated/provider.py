@@ -5,11 +5,14 @@ It exists to drive floe's engine, database and API far beyond what one machine c
 object. What it has "started" lives in memory and in a small SQLite file under FLOE_HOME
 (`simulated/state.db`), so a restarted server finds its nodes again exactly as the local
 provider adopts its running dockerds. Every call is idempotent, as the interface asks.
+Its `node_stats` are simulated numbers, not measurements (`NodeStats.simulated`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
+import math
 import sqlite3
 import threading
 import time
@@ -18,14 +21,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from floe.providers.base import (
+    ContainerStats,
     InfraProvider,
+    InterfaceStats,
     NetworkSpec,
     NodeInfo,
     NodeNetwork,
     NodeSpec,
+    NodeStats,
     ProjectNetworkSpec,
     ProviderError,
     ProviderWithNetworks,
+    ProviderWithNodeStats,
     ProviderWithTLSRenewal,
     RegistryInfo,
 )
@@ -41,6 +48,10 @@ CREATE TABLE IF NOT EXISTS nodes (
 );
 CREATE TABLE IF NOT EXISTS networks (tag TEXT PRIMARY KEY, subnet TEXT NOT NULL);
 """
+# Added later: a state file of an older floe gets them (NULL: unlimited) when opened.
+_SIZE_COLUMNS = ("cpus REAL", "memory_mb INTEGER", "disk_gb INTEGER")
+# Simulated node size where the flavor sets none (what node_stats reports as the disk's size).
+SIM_DISK_BYTES = 20 << 30
 
 
 @dataclass
@@ -50,9 +61,12 @@ class SimNode:
     address: str
     booted_at: float  # wall-clock time (time.time()) at which the node has finished booting
     running: bool = True
+    cpus: float | None = None  # the flavor's, for node_stats
+    memory_mb: int | None = None
+    disk_gb: int | None = None
 
 
-class SimulatedProvider(InfraProvider, ProviderWithTLSRenewal, ProviderWithNetworks):
+class SimulatedProvider(InfraProvider, ProviderWithTLSRenewal, ProviderWithNetworks, ProviderWithNodeStats):
     """Nodes as rows: start_node waits out the boot delay once, then the node "runs" until stopped."""
 
     name = "simulated"
@@ -74,15 +88,21 @@ class SimulatedProvider(InfraProvider, ProviderWithTLSRenewal, ProviderWithNetwo
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        have = {row[1] for row in self._db.execute("PRAGMA table_info(nodes)")}
+        for column in _SIZE_COLUMNS:
+            if column.split()[0] not in have:
+                self._db.execute(f"ALTER TABLE nodes ADD COLUMN {column}")
         self._lock = threading.Lock()
         # cluster tag -> node name -> node: a cluster's nodes are found without a scan.
         self._nodes: dict[str, dict[str, SimNode]] = {}
         self._networks: dict[str, str] = {}
         self._project_networks: set[str] = set()
-        for tag, name, address, booted_at, running in self._db.execute(
-            "SELECT tag, name, address, booted_at, running FROM nodes"
+        for tag, name, address, booted_at, running, cpus, memory_mb, disk_gb in self._db.execute(
+            "SELECT tag, name, address, booted_at, running, cpus, memory_mb, disk_gb FROM nodes"
         ):
-            self._nodes.setdefault(tag, {})[name] = SimNode(tag, name, address, booted_at, bool(running))
+            self._nodes.setdefault(tag, {})[name] = SimNode(
+                tag, name, address, booted_at, bool(running), cpus, memory_mb, disk_gb
+            )
         self._networks = dict(self._db.execute("SELECT tag, subnet FROM networks").fetchall())
 
     # -- interface -------------------------------------------------------------
@@ -131,11 +151,15 @@ class SimulatedProvider(InfraProvider, ProviderWithTLSRenewal, ProviderWithNetwo
             node = nodes.get(spec.name)
             if node is None or not node.running:
                 # A failed node boots afresh, as a real machine would.
-                node = SimNode(spec.cluster_tag, spec.name, spec.address, time.time() + self.boot_delay)
+                node = SimNode(
+                    spec.cluster_tag, spec.name, spec.address, time.time() + self.boot_delay,
+                    cpus=spec.cpus, memory_mb=spec.memory_mb, disk_gb=spec.disk_gb,
+                )
                 nodes[spec.name] = node
                 self._db.execute(
-                    "INSERT OR REPLACE INTO nodes (tag, name, address, booted_at, running) VALUES (?, ?, ?, ?, 1)",
-                    (node.tag, node.name, node.address, node.booted_at),
+                    "INSERT OR REPLACE INTO nodes (tag, name, address, booted_at, running, cpus, memory_mb, disk_gb)"
+                    " VALUES (?, ?, ?, ?, 1, ?, ?, ?)",
+                    (node.tag, node.name, node.address, node.booted_at, node.cpus, node.memory_mb, node.disk_gb),
                 )
         wait = node.booted_at - time.time()
         if wait > 0:
@@ -174,6 +198,17 @@ class SimulatedProvider(InfraProvider, ProviderWithTLSRenewal, ProviderWithNetwo
             self._db.execute("DELETE FROM networks WHERE tag = ?", (cluster_tag,))
         return gone
 
+    def node_stats(self, cluster_tag: str, name: str) -> NodeStats | None:
+        """Simulated numbers (`simulated=True`), none measured: a steady load per node, chosen by a
+        hash of its name, that grows the counters with the time since boot and moves memory in
+        a slow wave, always within the node's flavor."""
+        with self._lock:
+            node = self._nodes.get(cluster_tag, {}).get(name)
+        now = time.time()
+        if node is None or not node.running or now < node.booted_at:
+            return None
+        return simulated_stats(node, now)
+
     # -- for tests and tools ---------------------------------------------------
     def fail_node(self, cluster_tag: str, name: str) -> None:
         """Make a node stop answering (a crashed machine): health checks will report it."""
@@ -195,3 +230,31 @@ class SimulatedProvider(InfraProvider, ProviderWithTLSRenewal, ProviderWithNetwo
     def _info(self, node: SimNode) -> NodeInfo:
         running = node.running and time.time() >= node.booted_at
         return NodeInfo(node.name, node.address, running, f"sim://{node.tag}/{node.name}", f"tcp://{node.address}:2376")
+
+
+def simulated_stats(node: SimNode, now: float) -> NodeStats:
+    """Plausible, deterministic numbers for a simulated node at `now` (see node_stats)."""
+    seed = hashlib.sha256(f"{node.tag}/{node.name}".encode()).digest()
+    load = 0.05 + seed[0] / 255 * 0.55  # busy fraction of its CPUs
+    up = max(0.0, now - node.booted_at)
+    cores = node.cpus or 1.0
+    memory_limit = (node.memory_mb or 0) << 20
+    ceiling = memory_limit or 2 << 30
+    wave = 0.5 + 0.5 * math.sin(up / 300 + seed[1])
+    memory = int(ceiling * (0.2 + 0.3 * wave * (0.5 + seed[2] / 510)))
+    disk_size = (node.disk_gb << 30) if node.disk_gb else SIM_DISK_BYTES
+    rate = 2_000 + seed[3] * 40  # bytes per second on eth0
+    containers = tuple(
+        ContainerStats(
+            id=hashlib.sha256(seed + bytes([i])).hexdigest(), name=f"sim-{node.name}-{i}",
+            cpu_seconds=up * cores * load / 3, memory_bytes=memory // 4,
+        )
+        for i in range(seed[4] % 3)
+    )
+    return NodeStats(
+        time=now, cpu_seconds=up * cores * load, cpu_limit_cores=node.cpus or 0.0,
+        memory_bytes=memory, memory_limit_bytes=memory_limit,
+        disk_used_bytes=int(disk_size * (0.05 + seed[5] / 255 * 0.3)), disk_size_bytes=disk_size,
+        interfaces=(InterfaceStats("eth0", int(up * rate), int(up * rate * 0.8)),),
+        containers=containers, simulated=True,
+    )
