@@ -58,5 +58,8 @@ The cluster is yours. To use it from this shell:
   $DOCKER node ls; $DOCKER service ls
 (\`--endpoint-mode dnsrr\` and \`--publish mode=host\`: this kernel has no IPVS for virtual IPs.)
 Scale it:    floe cluster resize $CLUSTER --node-count 4 --wait
+Watch it:    floe cluster events $CLUSTER --follow;  floe cluster logs $CLUSTER --tail 20
+             the dashboard: http://127.0.0.1:9511/dashboard/ (user admin, password in $FLOE_HOME/admin-password)
+             floe monitoring up   (Prometheus and Alertmanager for every node; docs/monitoring.md)
 Clean up:    make demo-clean   (deletes the cluster, stops the server, removes everything floe made)
 MSG
