@@ -129,3 +129,16 @@ def wait_gone(pids: Iterable[int], timeout: float = 15.0) -> bool:
                 return False
             time.sleep(0.005)
     return True
+
+
+def terminate(pids: Iterable[int], timeout: float = 15.0) -> None:
+    """SIGTERM each pid (callers have checked they are floe's), SIGKILL what is left after `timeout`."""
+    targets = set(pids)
+    for pid in targets:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    if not wait_gone(targets, timeout):
+        kill(targets)
+        wait_gone(targets, 5.0)

@@ -201,13 +201,7 @@ class MonitoringStack:
         commands.write_file(d / f"{daemon}.pid", f"{proc.pid}\n")
 
     def _stop(self, daemon: str, pid: int) -> None:
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        if not processes.wait_gone([pid], STOP_TIMEOUT):
-            processes.kill([pid])
-            processes.wait_gone([pid], 5.0)
+        processes.terminate([pid], STOP_TIMEOUT)
         (self.directory(daemon) / f"{daemon}.pid").unlink(missing_ok=True)
 
     def _wait_ready(self, daemon: str, timeout: float) -> None:
@@ -266,13 +260,9 @@ def purge_host(home: Path, *, host_wide: bool = False) -> list[str]:
         directory = _generated_by_floe(argv)
         if directory is None or (not host_wide and directory.parent != root):
             continue
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
+        if not processes.running(pid):
             continue
-        if not processes.wait_gone([pid], STOP_TIMEOUT):
-            processes.kill([pid])
-            processes.wait_gone([pid], 5.0)
+        processes.terminate([pid], STOP_TIMEOUT)
         (directory / f"{directory.name}.pid").unlink(missing_ok=True)
         removed.append(f"{os.path.basename(argv[0])} (pid {pid}) of {directory.parent.parent}")
     return removed

@@ -16,9 +16,7 @@ process with its pidfile in the cluster's files directory; purge_cluster finds i
 
 from __future__ import annotations
 
-import os
 import re
-import signal
 import subprocess
 from pathlib import Path
 
@@ -122,15 +120,7 @@ def stop(pid: int | None, timeout: float = STOP_TIMEOUT) -> None:
     """SIGTERM the daemon (and the program under an nsenter), SIGKILL what is left after `timeout`."""
     if pid is None:
         return
-    targets = {pid} | _descendants(pid)
-    for p in targets:
-        try:
-            os.kill(p, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-    if not processes.wait_gone(targets, timeout):
-        processes.kill(targets)
-        processes.wait_gone(targets, 5.0)
+    processes.terminate({pid} | _descendants(pid), timeout)
 
 
 def _descendants(pid: int) -> set[int]:

@@ -249,7 +249,7 @@ def simulated_stats(node: SimNode, now: float) -> NodeStats:
             id=hashlib.sha256(seed + bytes([i])).hexdigest(), name=f"sim-{node.name}-{i}",
             cpu_seconds=up * cores * load / 3, memory_bytes=memory // 4,
         )
-        for i in range(seed[4] % 3)
+        for i in range(1 + seed[4] % 3)  # at least one: the dashboard's container panels always have data
     )
     return NodeStats(
         time=now, cpu_seconds=up * cores * load, cpu_limit_cores=node.cpus or 0.0,
