@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import update
 
 from floe.db.models import ApplicationCredential, Token
+from floe.services import passwords
 
 from .conftest import Env
 
@@ -177,6 +178,16 @@ def test_disabling_or_deleting_revokes(client: TestClient, lab: dict) -> None:
     assert client.get("/v1/clusters", headers={"X-Auth-Token": rex}).status_code == 401
     keystone_error(client.post("/identity/v3/auth/tokens", json=password_auth("rex", PW, "lab"),
                                headers={"X-Auth-Token": ""}), 401)
+
+
+def test_generated_secrets_can_follow_an_option() -> None:
+    """Secrets floe makes (application credential secrets, the admin password) are typed after an
+    option (`--os-application-credential-secret S`); one starting with '-' made the openstack CLI
+    fail with "expected one argument". token_urlsafe starts with '-' once in 64."""
+    made = [passwords.new_secret(64) for _ in range(4000)]
+    assert not [s for s in made if s.startswith("-")]
+    assert len(set(made)) == len(made) and all(len(s) == 86 for s in made)
+    assert {s[0] for s in made} >= set("AZaz09_"), "the first character still ranges over the rest"
 
 
 def test_application_credentials(env: Env, client: TestClient, lab: dict) -> None:

@@ -171,3 +171,32 @@ def server(tmp_path_factory):
     yield srv
     srv.stop()
     subprocess.run([FLOE, "cleanup", "--all"], env=srv.env, capture_output=True, timeout=120)
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if report.when == "call":
+        item.stash[_CALL_FAILED] = report.failed
+    return report
+
+
+_CALL_FAILED = pytest.StashKey[bool]()
+
+
+@pytest.fixture(autouse=True)
+def _delete_what_a_failed_test_left(request):
+    """A test that fails midway leaves its clusters running; delete them (the admin's project)
+    so one failure does not cascade into the final leak check. A passing test is left alone:
+    what it leaves is for the leak check to find."""
+    if "server" not in request.fixturenames:
+        yield
+        return
+    srv: FloeServer = request.getfixturevalue("server")
+    before = {c["uuid"] for c in srv.api("GET", "/v1/clusters").json().get("clusters", [])}
+    yield
+    if not request.node.stash.get(_CALL_FAILED, False):
+        return
+    for c in srv.api("GET", "/v1/clusters").json().get("clusters", []):
+        if c["uuid"] not in before:
+            srv.floe("cluster", "delete", c["uuid"], "--wait", check=False)

@@ -77,6 +77,18 @@ def daemon_pid(server: FloeServer, tag: str, node: str, daemon: str) -> int:
     return int(Path(f"/proc/{nsenter}/task/{nsenter}/children").read_text().split()[0])
 
 
+def submit_saved(server: FloeServer, tag: str, env: dict[str, str], *args: str) -> str:
+    """sbatch, then wait until slurmctld has written its queue to StateSaveLocation. It saves in
+    a thread of its own, usually within milliseconds; on a host busy writing, its fsync takes
+    seconds, and a job not yet saved dies with a killed controller (as in any Slurm). Tests
+    that kill controllers submit this way: without it they failed under disk load."""
+    saved = server.home / "nodes" / tag / ".cluster" / "state" / "job_state"
+    before = saved.stat().st_mtime_ns if saved.exists() else None
+    job = slurm(env, "sbatch", "--parsable", *args).strip()
+    wait_for(lambda: saved.exists() and saved.stat().st_mtime_ns != before, 30, "the queue to be saved")
+    return job
+
+
 @pytest.fixture(scope="module")
 def template(server: FloeServer) -> str:
     server.floe("template", "create", "slurm-e2e", "--coe", "slurm", "--flavor", "m1.tiny",
@@ -243,11 +255,24 @@ def test_backup_controller_takes_over_with_the_queue(server: FloeServer, tmp_pat
     env = slurm_env(server, "ha", tmp_path / "cfg")
     out = slurm(env, "scontrol", "ping")
     assert "primary) at ha-master-0 is UP" in out and "backup) at ha-master-1 is UP" in out, out
-    held = slurm(env, "sbatch", "--parsable", "--hold", "-N", "1", "--wrap", "hostname").strip()
-    os.kill(daemon_pid(server, _tag(server, "ha"), "ha-master-0", "slurmctld"), 9)
+    tag = _tag(server, "ha")
+    held = submit_saved(server, tag, env, "--hold", "-N", "1", "--wrap", "hostname")
+    os.kill(daemon_pid(server, tag, "ha-master-0", "slurmctld"), 9)
+    seen: dict[str, str] = {}
+
+    def taken_over() -> bool:
+        seen["squeue"] = slurm(env, "squeue", "-h", "-j", held, "-o", "%T", check=False)
+        seen["ping"] = slurm(env, "scontrol", "ping", check=False)
+        return "PENDING" in seen["squeue"] and "backup) at ha-master-1 is UP" in seen["ping"]
+
     # SlurmctldTimeout is 10 s: the backup takes control, with the held job still queued.
-    wait_for(lambda: "PENDING" in slurm(env, "squeue", "-h", "-j", held, "-o", "%T", check=False)
-             and "backup) at ha-master-1 is UP" in slurm(env, "scontrol", "ping", check=False), 60, "takeover")
+    try:
+        wait_for(taken_over, 60, "takeover")
+    except AssertionError:
+        logs = {n: p.read_text(errors="replace")[-3000:] if p.exists() else "(no log)"
+                for n in ("ha-master-0", "ha-master-1")
+                for p in [server.home / "nodes" / tag / n / "daemons" / "slurmctld.log"]}
+        raise AssertionError(f"no takeover; last seen {seen}; slurmctld logs {logs}") from None
     slurm(env, "scontrol", "release", held)
     wait_for(lambda: "COMPLETED" in slurm(env, "scontrol", "show", "job", held, check=False), 60, "the job to run")
     assert sorted(slurm(env, "srun", "-N", "2", "hostname").split()) == ["ha-node-0", "ha-node-1"]

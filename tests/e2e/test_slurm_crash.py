@@ -17,7 +17,7 @@ import pytest
 from tests.e2e.conftest import FloeServer, objects_of
 from tests.e2e.test_crash import crash_during
 from tests.e2e.test_recovery import simulate_reboot, wait_for
-from tests.e2e.test_slurm_cluster import node_states, slurm, slurm_env
+from tests.e2e.test_slurm_cluster import node_states, slurm, slurm_env, submit_saved
 from tests.e2e.test_swarm_cluster import _tag
 
 pytestmark = [
@@ -98,7 +98,7 @@ def test_host_restart_brings_back_the_cluster_and_its_queue(server: FloeServer, 
     jobs that were queued are still queued (slurmctld's state lives in the cluster's files)."""
     server.floe("cluster", "create", "sq", "--template", template, "--node-count", "2", "--wait")
     env = slurm_env(server, "sq", tmp_path / "cfg")
-    held = slurm(env, "sbatch", "--parsable", "--hold", "-N", "1", "--wrap", "hostname").strip()
+    held = submit_saved(server, _tag(server, "sq"), env, "--hold", "-N", "1", "--wrap", "hostname")
     simulate_reboot(server)
     server.start()
     wait_for(lambda: server.cluster("sq")["status"] == "UPDATE_COMPLETE"

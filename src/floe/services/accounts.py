@@ -9,7 +9,6 @@ application credentials. Changes that make tokens wrong revoke them at once (ide
 from __future__ import annotations
 
 import re
-import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -438,7 +437,7 @@ def create_credential(db: Database, caller: Caller, user_id: str, name: str | No
     name = _name(name, "application credential")
     if expires_at is not None and expires_at <= now():
         raise InvalidInput("The application credential's expiry is in the past.")
-    secret = secret if secret else secrets.token_urlsafe(64)
+    secret = secret if secret else passwords.new_secret(64)
     if len(secret) > 4096:
         raise InvalidInput("The application credential's secret is longer than 4096 characters.")
     hashed = passwords.hash_password(secret)

@@ -519,7 +519,7 @@ def bootstrap_admin(db: Database, token_file: Path, password_file: Path | None =
     with db.session() as session:
         project, user = ensure_identity_base(session)
         if user.password_hash is None:
-            password = os.environ.get("FLOE_ADMIN_PASSWORD") or secrets.token_urlsafe(18)
+            password = os.environ.get("FLOE_ADMIN_PASSWORD") or passwords.new_secret(18)
             user.password_hash = passwords.hash_password(password)
             if not os.environ.get("FLOE_ADMIN_PASSWORD"):
                 _write_secret(password_file, password)

@@ -4,6 +4,8 @@ core, which is the point: a stolen database is slow to guess from."""
 
 from __future__ import annotations
 
+import secrets
+
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
@@ -21,3 +23,12 @@ def verify(stored: str, password: str) -> bool:
         return _hasher.verify(stored, password)
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
+
+
+def new_secret(nbytes: int) -> str:
+    """A random URL-safe secret of `nbytes` bytes that never starts with '-': users pass secrets
+    after options (`--os-password S`), and argparse would read a leading '-' as another option."""
+    while True:
+        secret = secrets.token_urlsafe(nbytes)
+        if not secret.startswith("-"):
+            return secret
