@@ -169,6 +169,27 @@ def test_delete_removes_everything_of_the_share(backend: LocalBackend):
     assert backend.image(other.id).exists() and mounts.is_mount_point(backend.home(other.id))
 
 
+def test_a_loop_whose_image_was_deleted_is_found_and_detached(backend: LocalBackend, tmp_path: Path):
+    """An image removed while attached (by hand, or with a whole FLOE_HOME) keeps its loop
+    device: `losetup --associated` no longer finds it, cleanup still must."""
+    share = new_share(32)
+    backend.create(share)
+    os.unlink(backend.image(share.id))
+    [line] = loops_under(tmp_path)
+    assert "(deleted)" in line
+    assert [o for o in backend.host_objects() if "image deleted" in o] == [
+        f"loop device {line.split()[0]} ({share.id}.img, image deleted)"]
+    other = LocalBackend(tmp_path / "other-storage")  # another home's backend leaves it alone
+    assert not [o for o in other.host_objects() if "loop" in o]
+    removed = backend.purge()
+    assert f"loop device {line.split()[0]} ({share.id}.img, image deleted)" in removed
+    # By the share's id: once the storage root's bind is gone the kernel names a deleted
+    # image relative to a detached tree, so loops_under(tmp_path) alone would miss it.
+    everywhere = subprocess.run(["losetup", "--list", "--noheadings", "--output", "NAME,BACK-FILE"],
+                                capture_output=True, text=True, check=True).stdout
+    assert share.id not in everywhere
+
+
 def test_bad_ids_and_sizes_are_refused(backend: LocalBackend):
     with pytest.raises(StorageError, match="invalid share id"):
         backend.create(ShareRef(id="../../etc", size_bytes=64 * MIB))

@@ -14,6 +14,7 @@ resize2fs); shrink is offline and only when the data fits.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import re
 from collections.abc import Iterator
@@ -135,6 +136,20 @@ class LocalBackend(ShareBackend):
             return _run(["losetup", "--find", "--show", "--direct-io=on", str(image)]).strip()
         except StorageError:
             return _run(["losetup", "--find", "--show", str(image)]).strip()
+
+    def _orphan_loops(self) -> list[tuple[str, str]]:
+        """(device, image name) of loop devices whose image in this backend was removed while
+        attached (by hand, or with a whole FLOE_HOME): `--associated` cannot find those, and
+        the kernel keeps them until they are detached."""
+        listed = json.loads(_run(["losetup", "--json", "--list", "--output", "NAME,BACK-FILE"]) or "{}")
+        found = []
+        for loop in listed.get("loopdevices", []):
+            back = loop.get("back-file") or ""
+            deleted = back.endswith(" (deleted)")
+            image = Path(back.removesuffix(" (deleted)"))
+            if image.parent == self.images and image.suffix == ".img" and (deleted or not image.exists()):
+                found.append((loop["name"], image.name))
+        return found
 
     def _detach_loops(self, image: Path) -> None:
         for dev in self._loops_of(image):
@@ -319,11 +334,15 @@ class LocalBackend(ShareBackend):
         found = [f"image {p}" for p in self._images()]
         for image in self._images():
             found += [f"loop device {dev} ({image.name})" for dev in self._loops_of(image)]
+        found += [f"loop device {dev} ({name}, image deleted)" for dev, name in self._orphan_loops()]
         found += [f"mount {t}" for t in mounts.mounts_under(self.storage_root)]
         return found
 
     def purge(self, delete_data: bool = False) -> list[str]:
         """Unmount every share and detach its loop device; the images stay unless `delete_data`."""
+        # Found before unmounting: a deleted image's path reads from its mount, and once the
+        # storage root's bind is gone the kernel names it relative to a detached tree.
+        orphans = self._orphan_loops()
         removed = [f"mount {t}" for t in mounts.unmount_tree(self.storage_root)]
         for image in self._images():
             loops = self._loops_of(image)
@@ -332,6 +351,12 @@ class LocalBackend(ShareBackend):
             if delete_data:
                 image.unlink(missing_ok=True)
                 removed.append(f"image {image}")
+        for dev, name in orphans:
+            try:
+                _run(["losetup", "--detach", dev])
+                removed.append(f"loop device {dev} ({name}, image deleted)")
+            except StorageError:
+                pass  # still held by a mount outside floe's tree: freed when that goes
         for d in (self.mnt, self.stage):
             if d.is_dir():
                 try:
