@@ -68,6 +68,25 @@ def _journald_pids(node_dirs: list[Path]) -> dict[int, str]:
     return found
 
 
+def _node_processes(node_dir: Path) -> list[str]:
+    """'pid ppid state comm' of every process that sees this node's journal directory (its
+    mount namespace): says whether the node's journald loop is alive when a restart is late."""
+    st = os.stat(node_dir / "journal")
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            seen = os.stat(f"/proc/{pid}/root/run/log/journal")
+            if (seen.st_dev, seen.st_ino) != (st.st_dev, st.st_ino):
+                continue
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        comm = stat[stat.index("(") + 1:stat.rindex(")")]
+        state, ppid = stat[stat.rindex(")") + 2:].split()[:2]
+        found.append(f"{pid} {ppid} {state} {comm}")
+    return found
+
+
 def _rss_kb(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -150,7 +169,8 @@ def test_memo_stack_logs_through_node_journals(server: FloeServer, tmp_path: Pat
     while time.monotonic() < end and "lg-node-1" not in _journald_pids(node_dirs).values():
         time.sleep(0.2)
     said = (node_dirs[2] / "dockerd.log").read_text(errors="replace").splitlines()
-    assert "lg-node-1" in _journald_pids(node_dirs).values(), [ln for ln in said if "journal" in ln][-20:]
+    assert "lg-node-1" in _journald_pids(node_dirs).values(), (
+        [ln for ln in said if "journal" in ln][-20:], _node_processes(node_dirs[2]))
 
     docker(env, "stack", "rm", "pinger-stack")
     last = _journald_pids(node_dirs)
