@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from floe.providers.local.provider import CLUSTER_FILES_DIR
 from tests.e2e.conftest import FloeServer, objects_of
 from tests.e2e.test_recovery import wait_for
 from tests.e2e.test_swarm_cluster import _tag, docker, docker_env
@@ -82,7 +83,7 @@ def submit_saved(server: FloeServer, tag: str, env: dict[str, str], *args: str) 
     a thread of its own, usually within milliseconds; on a host busy writing, its fsync takes
     seconds, and a job not yet saved dies with a killed controller (as in any Slurm). Tests
     that kill controllers submit this way: without it they failed under disk load."""
-    saved = server.home / "nodes" / tag / ".cluster" / "state" / "job_state"
+    saved = server.home / "nodes" / tag / CLUSTER_FILES_DIR / "state" / "job_state"
     before = saved.stat().st_mtime_ns if saved.exists() else None
     job = slurm(env, "sbatch", "--parsable", *args).strip()
     wait_for(lambda: saved.exists() and saved.stat().st_mtime_ns != before, 30, "the queue to be saved")

@@ -58,6 +58,15 @@ def _run(args: list[str], timeout: float = 120) -> str:
         raise StorageError(str(exc)) from None
 
 
+def _detach(dev: str) -> bool:
+    """Detach a loop device; False while a mount still holds it (the kernel frees it when that goes)."""
+    try:
+        _run(["losetup", "--detach", dev])
+        return True
+    except StorageError:
+        return False
+
+
 class LocalBackend(ShareBackend):
     """Loop-mounted ext4 images under FLOE_HOME/storage; needs root."""
 
@@ -153,10 +162,7 @@ class LocalBackend(ShareBackend):
 
     def _detach_loops(self, image: Path) -> None:
         for dev in self._loops_of(image):
-            try:
-                _run(["losetup", "--detach", dev])
-            except StorageError:
-                pass  # still held by a mount somewhere: the kernel frees it when that goes
+            _detach(dev)
 
     # -- interface ---------------------------------------------------------------
 
@@ -352,11 +358,8 @@ class LocalBackend(ShareBackend):
                 image.unlink(missing_ok=True)
                 removed.append(f"image {image}")
         for dev, name in orphans:
-            try:
-                _run(["losetup", "--detach", dev])
+            if _detach(dev):
                 removed.append(f"loop device {dev} ({name}, image deleted)")
-            except StorageError:
-                pass  # still held by a mount outside floe's tree: freed when that goes
         for d in (self.mnt, self.stage):
             if d.is_dir():
                 try:
